@@ -1,0 +1,3 @@
+from heartbeatd.cli import cli
+
+cli()

@@ -1,0 +1,62 @@
+"""create_app: the one place that knows every part and wires them together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import fields
+
+import jinja2
+from aiohttp import web
+
+from heartbeatd import ping, views
+from heartbeatd.clock import Clock, SystemClock
+from heartbeatd.config import CheckSpec, Config
+from heartbeatd.errors import error_middleware
+from heartbeatd.monitor import Monitor
+from heartbeatd.notify import build_notifiers, make_router
+from heartbeatd.notify.dispatch import Dispatcher
+from heartbeatd.store import CheckDefinition, Store
+from heartbeatd.web_keys import CLOCK, CONFIG, DISPATCHER, MONITOR, STORE, TEMPLATES
+
+log = logging.getLogger("heartbeatd")
+
+DEFINITION_FIELDS = [f.name for f in fields(CheckDefinition)]
+
+
+def definition(spec: CheckSpec) -> CheckDefinition:
+    return CheckDefinition(**{name: getattr(spec, name) for name in DEFINITION_FIELDS})
+
+
+def create_app(config: Config, clock: Clock | None = None) -> web.Application:
+    """The whole daemon as an aiohttp app; tests build it the same way with a ManualClock."""
+    app = web.Application(middlewares=[error_middleware])
+    app[CONFIG] = config
+    app[CLOCK] = clock or SystemClock()
+    app[TEMPLATES] = jinja2.Environment(
+        loader=jinja2.PackageLoader("heartbeatd", "templates"), autoescape=True
+    )
+    notifiers = build_notifiers(config)  # config mistakes surface before anything starts
+    store = Store(config.db, config.ping_retention, lambda: monitor.request_resync())
+    store.router = make_router(config)
+    dispatcher = Dispatcher(store, notifiers, app[CLOCK], config.site_url)
+    monitor = Monitor(store, app[CLOCK], config.startup_grace, dispatcher.wake)
+    app[STORE], app[MONITOR], app[DISPATCHER] = store, monitor, dispatcher
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        await store.open()
+        for change in await store.reconcile(map(definition, config.checks), app[CLOCK].now()):
+            log.info("%s", change)
+        await monitor.start()
+        dispatcher.start()
+        log.info("watching %d checks; database %s", len(monitor), config.db)
+        yield
+        await monitor.stop()
+        await dispatcher.stop()
+        await store.close()
+        log.info("stopped; database closed")
+
+    app.cleanup_ctx.append(lifetime)
+    app.add_routes(ping.routes)
+    app.add_routes(views.routes)
+    return app

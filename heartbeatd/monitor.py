@@ -1,0 +1,130 @@
+"""Watches every check's going-down moment with the timer wheel, and acts when one passes.
+
+The wheel runs on monotonic time, so a wall-clock step neither fires every deadline at once nor
+loses one. It is only an index: when an entry fires, store.expire decides against the stored
+check whether the moment is still that check's, so a stale entry (a ping, pause or removal since
+it was armed) does nothing but re-arm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from heartbeatd.clock import Clock
+from heartbeatd.store import Store
+from heartbeatd.wheel import TimerWheel
+
+log = logging.getLogger("heartbeatd.monitor")
+
+TICK = 0.01
+IDLE_SLEEP = 3600.0
+
+
+class Monitor:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        startup_grace: float | None,
+        on_notify: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._startup_grace = startup_grace
+        self._on_notify = on_notify
+        self._started_at = 0.0
+        self._wheel: TimerWheel[int] = TimerWheel(0.0, TICK)
+        self._expected: dict[int, float] = {}
+        self._wake = asyncio.Event()
+        self._resync = False
+        self._task: asyncio.Task[None] | None = None
+        self._passes = 0
+
+    def __len__(self) -> int:
+        return len(self._wheel)
+
+    async def start(self) -> None:
+        """Arm the wheel from the database, then watch it."""
+        self._started_at = self._clock.now()
+        await self._rebuild()
+        self._task = asyncio.create_task(self._run(), name="heartbeatd-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def arm(self, check_id: int, alert_after: float | None) -> None:
+        """Watch for `alert_after` (wall time); None stops watching the check."""
+        if alert_after is None:
+            self._wheel.cancel(check_id)
+            self._expected.pop(check_id, None)
+            return
+        self._expected[check_id] = alert_after
+        self._wheel.schedule(check_id, self._to_monotonic(alert_after))
+        self._wake.set()
+
+    def request_resync(self) -> None:
+        """Another process changed the database: re-read every armed check."""
+        self._resync = True
+        self._wake.set()
+
+    async def settled(self) -> None:
+        """Return once the monitor has looked at the clock since this call (for tests)."""
+        target = self._passes + 2
+        while self._passes < target:
+            self._wake.set()
+            await asyncio.sleep(0)
+
+    def _to_monotonic(self, wall: float) -> float:
+        return self._clock.monotonic() + (wall - self._clock.now())
+
+    async def _rebuild(self) -> None:
+        """Arm every check with a going-down moment, holding back ones missed while we were down.
+
+        A check whose moment passed before start-up may have been pinged into the void while
+        heartbeatd was not listening, so it gets `startup_grace` (default: its own grace) from
+        start-up to ping before it is alerted. Checks already down stay down without a new alert.
+        """
+        armed = await self._store.armed()
+        self._wheel = TimerWheel(self._clock.monotonic(), TICK)
+        self._expected.clear()
+        for check_id, alert_after, grace in armed:
+            self._expected[check_id] = alert_after
+            due = alert_after
+            if alert_after < self._started_at:
+                hold = self._startup_grace if self._startup_grace is not None else grace
+                due = max(alert_after, self._started_at + hold)
+            self._wheel.schedule(check_id, self._to_monotonic(due))
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                if self._resync:
+                    self._resync = False
+                    await self._rebuild()
+                await self._fire_due()
+            except Exception:
+                log.exception("monitor pass failed; retrying in 1s")
+                await asyncio.sleep(1)
+            self._passes += 1
+            next_due = self._wheel.next_due()
+            delay = IDLE_SLEEP if next_due is None else next_due - self._clock.monotonic()
+            await self._clock.sleep(delay, self._wake)
+
+    async def _fire_due(self) -> None:
+        fired = self._wheel.advance(self._clock.monotonic())
+        if not fired:
+            return
+        due = [(check_id, self._expected.pop(check_id)) for check_id in fired]
+        rearm, notify = await self._store.expire(due, self._clock.now())
+        for check_id, alert_after in rearm:
+            if alert_after is not None and check_id not in self._wheel:
+                self.arm(check_id, alert_after)
+        if notify:
+            self._on_notify()

@@ -1,0 +1,26 @@
+"""The `log` notifier: one line on stderr per alert. The embedded default, so a fresh install alerts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from heartbeatd.notify import Event, OptionError
+
+log = logging.getLogger("heartbeatd.alert")
+
+
+class LogNotifier:
+    timeout = 5.0
+
+    def __init__(self, name: str, options: Mapping[str, object]) -> None:
+        for key in options:
+            raise OptionError(key, "the log notifier takes no options")
+        self.name = name
+
+    async def send(self, event: Event) -> None:
+        level = logging.WARNING if event.kind == "down" else logging.INFO
+        log.log(level, "%s [%s, %s]", event.summary, event.check.slug or "-", event.ping_url)
+
+    async def close(self) -> None:
+        pass

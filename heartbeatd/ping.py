@@ -1,0 +1,158 @@
+"""The Healthchecks ping URLs: /ping/<uuid>[/start|/fail|/log|/<exit>] and the slug form.
+
+The reply is sent only after the ping is committed (store.record_ping returns after the group
+commit), so every "OK" is on disk. PROTOCOL.md §1 has the rules followed here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+
+from aiohttp import web
+
+from heartbeatd.errors import BadRequest, NotFound
+from heartbeatd.store import BySlug, ByUuid, PingIn
+from heartbeatd.web_keys import CLOCK, CONFIG, DISPATCHER, MONITOR, STORE
+
+routes = web.RouteTableDef()
+
+UUID_FORM = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+SLUG_CHARS = re.compile(r"^[-a-zA-Z0-9_]+$")
+ACTIONS = {"start", "fail", "log"}
+MAX_UA = 200
+CHUNK = 64 * 1024
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_ping_path(tail: str) -> tuple[ByUuid | BySlug, str, int | None]:
+    """(whose ping, action, exit status) from the part of the path after /ping/."""
+    parts = tail.split("/")
+    if UUID_FORM.match(parts[0]):
+        target: ByUuid | BySlug = ByUuid(parts[0])
+        rest = parts[1:]
+        if rest == [""]:  # /ping/<uuid>/ is the success URL too
+            rest = []
+    elif len(parts) >= 2 and SLUG_CHARS.match(parts[0]) and SLUG_CHARS.match(parts[1]):
+        if parts[1] != parts[1].lower():
+            raise BadRequest("invalid url format")
+        target = BySlug(parts[0], parts[1])
+        rest = parts[2:]
+    else:
+        raise NotFound()
+    if not rest:
+        return target, "success", None
+    if len(rest) == 1 and rest[0] in ACTIONS:
+        return target, rest[0], None
+    if len(rest) == 1 and rest[0].isascii() and rest[0].isdigit():
+        code = int(rest[0])
+        if code > 255:
+            raise BadRequest("invalid url format")
+        return target, ("fail" if code else "success"), code
+    raise NotFound()
+
+
+def parse_rid(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        rid = uuid.UUID(value)
+    except ValueError:
+        raise BadRequest("invalid uuid format") from None
+    if len(value) != 36:  # uuid.UUID also takes braces, URNs and bare hex; the protocol does not
+        raise BadRequest("invalid uuid format")
+    return str(rid)
+
+
+def client_address(
+    peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]
+) -> str:
+    """The pinger's address: X-Forwarded-For is believed only from a trusted proxy.
+
+    Walks the header from the right, past our own proxies, to the first address they did not
+    add themselves; a client cannot forge its way past them.
+    """
+    address = peer or ""
+    if not forwarded_for or not _is_trusted(address, trusted):
+        return address
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        address = _strip_port(hop)
+        if not _is_trusted(address, trusted):
+            break
+    return address
+
+
+def _strip_port(hop: str) -> str:
+    try:
+        return str(ipaddress.ip_address(hop))
+    except ValueError:
+        host, _, port = hop.rpartition(":")
+        return host if port.isdigit() and host.count(":") == 0 else hop
+
+
+def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+    if not trusted:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+async def read_body(request: web.Request, limit: int) -> tuple[bytes, int]:
+    """The first `limit` bytes of the body, and how many the client sent.
+
+    The rest is read and dropped chunk by chunk, so a 100 MB body costs time, not memory.
+    """
+    if not request.body_exists:
+        return b"", 0
+    kept: list[bytes] = []
+    room = limit
+    total = 0
+    async for chunk in request.content.iter_chunked(CHUNK):
+        total += len(chunk)
+        if room > 0:
+            kept.append(chunk[:room])
+            room -= len(kept[-1])
+    return b"".join(kept), total
+
+
+@routes.route("*", "/ping/{tail:.*}")
+async def ping(request: web.Request) -> web.Response:
+    app = request.app
+    config = app[CONFIG]
+    target, action, exit_status = parse_ping_path(request.match_info["tail"])
+    rid = parse_rid(request.query.get("rid"))
+    if isinstance(target, BySlug) and request.query.get("create") == "1":
+        target = BySlug(target.ping_key, target.slug, create=True)
+    body, size = await read_body(request, config.ping_body_limit)
+    trusted = config.trusted_proxies
+    peer_trusted = _is_trusted(request.remote or "", trusted)
+    scheme = request.headers.get("X-Forwarded-Proto", "http") if peer_trusted else request.scheme
+    incoming = PingIn(
+        action=action,
+        exit_status=exit_status,
+        rid=rid,
+        method=request.method,
+        scheme=scheme,
+        remote_addr=client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted),
+        ua=request.headers.get("User-Agent", "")[:MAX_UA],
+        body=body,
+        body_size=size,
+    )
+    result = await app[STORE].record_ping(target, incoming, app[CLOCK].now())
+    app[MONITOR].arm(result.check_id, result.alert_after)
+    if result.notify:
+        app[DISPATCHER].wake()
+    headers = {
+        "Access-Control-Allow-Origin": "*",
+        "Ping-Body-Limit": str(config.ping_body_limit),
+        "Cache-Control": "no-cache, no-store, must-revalidate, max-age=0",
+    }
+    if result.created:
+        return web.Response(status=201, text="Created", headers=headers)
+    return web.Response(text="OK", headers=headers)

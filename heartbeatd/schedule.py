@@ -1,0 +1,100 @@
+"""When a check's next ping is due: simple periods and cron expressions in an IANA time zone.
+
+Pure functions over epoch seconds; no I/O and no clock. Cron math is cronsim's, which is what
+Healthchecks uses, so expressions mean the same thing in both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+
+from heartbeatd.durations import format_duration
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Either `period` (simple) or `cron` + `tz` is set; `grace` applies to both."""
+
+    grace: float
+    period: float | None = None
+    cron: str | None = None
+    tz: str = "UTC"
+
+    @property
+    def kind(self) -> str:
+        return "cron" if self.cron else "simple"
+
+
+@lru_cache(maxsize=512)
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone, cached: ZoneInfo lookups show up in profiles of 10,000-check rebuilds."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError(f"unknown time zone {name!r}") from e
+
+
+def validate_tz(name: str) -> None:
+    zone(name)
+
+
+def validate_cron(expr: str) -> None:
+    """Raise ValueError unless `expr` is a 5-field cron expression cronsim understands."""
+    if len(expr.split()) != 5:
+        raise ValueError(f"expected 5 fields (minute hour day month weekday), got {expr!r}")
+    try:
+        CronSim(expr, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError as e:
+        raise ValueError(f"bad cron expression {expr!r}: {e}") from e
+
+
+def _cron_times(expr: str, tz: str, after: float) -> CronSim:
+    """Occurrences strictly after `after`, as aware datetimes in the check's zone (DST-correct)."""
+    local = datetime.fromtimestamp(after, zone(tz))
+    return CronSim(expr, local)
+
+
+def deadline_after(schedule: Schedule, last_ping: float, n: int = 1) -> float | None:
+    """The moment the n-th expected ping after `last_ping` is missed (grace not included).
+
+    For cron, a ping early for a slot does not count for it (Healthchecks #830): the slots are
+    the ones strictly after the ping. None when a cron expression has no further occurrence.
+    """
+    if schedule.period is not None:
+        return last_ping + n * schedule.period
+    assert schedule.cron is not None
+    times = _cron_times(schedule.cron, schedule.tz, last_ping)
+    moment = None
+    for _ in range(n):
+        moment = next(times, None)
+        if moment is None:
+            return None
+    assert moment is not None
+    return moment.timestamp()
+
+
+def upcoming(schedule: Schedule, after: float, count: int) -> list[float]:
+    """The next `count` expected ping times after `after` (for pages and `check show`)."""
+    found = []
+    moment = after
+    for _ in range(count):
+        nxt = deadline_after(schedule, moment)
+        if nxt is None:
+            break
+        found.append(nxt)
+        moment = nxt
+    return found
+
+
+def describe(schedule: Schedule) -> str:
+    """The schedule in words: 'every 5m' or 'At 03:00 (Europe/Berlin)'."""
+    if schedule.period is not None:
+        return f"every {format_duration(schedule.period)}"
+    assert schedule.cron is not None
+    words = CronSim(schedule.cron, datetime(2000, 1, 1, tzinfo=UTC)).explain()
+    return f"{words} ({schedule.tz})"

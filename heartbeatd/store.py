@@ -1,0 +1,517 @@
+"""All of heartbeatd's SQL: checks, pings, flips and the notification outbox.
+
+Writes go through the group-commit Writer (writer.py) as functions run in its thread, where the
+rules of model.py are applied to the row just read, so a ping, the flip it causes and that flip's
+outbox rows are one transaction. Reads that need no write lock use an aiosqlite connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import secrets
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from heartbeatd import model
+from heartbeatd.errors import Conflict, NotFound, Unavailable
+from heartbeatd.migrations import migrate
+from heartbeatd.model import Check, Flip
+from heartbeatd.writer import Writer, connect
+
+CHECK_COLUMNS = (
+    "id, uuid, name, slug, tags, description, period, cron, tz, grace, misses, max_runtime, "
+    "manual_resume, methods, notifiers, managed, created, status, last_ping, last_start, "
+    "last_start_rid, last_duration, n_pings, alert_after"
+)
+SELECT_CHECK = f"SELECT {CHECK_COLUMNS} FROM checks"
+SAVE_STATE = (
+    "UPDATE checks SET status = ?, last_ping = ?, last_start = ?, last_start_rid = ?, "
+    "last_duration = ?, n_pings = ?, alert_after = ? WHERE id = ?"
+)
+INSERT_PING = (
+    "INSERT INTO pings (check_id, n, created, kind, exit_status, rid, duration, scheme, method, "
+    "remote_addr, ua, body, body_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+DEFINITION_COLUMNS = (
+    "name, slug, tags, description, period, cron, tz, grace, misses, max_runtime, "
+    "manual_resume, methods, notifiers"
+)
+# Auto-provisioned checks (?create=1) get Healthchecks' defaults: a day's period, an hour's grace.
+AUTO_PERIOD, AUTO_GRACE = 86400.0, 3600.0
+
+Router = Callable[[Check], Sequence[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckDefinition:
+    """What a person defines about a check (config file, CLI or API); the rest is state."""
+
+    name: str
+    slug: str = ""
+    period: float | None = None
+    cron: str | None = None
+    tz: str = "UTC"
+    grace: float = 3600.0
+    tags: tuple[str, ...] = ()
+    desc: str = ""
+    notifiers: tuple[str, ...] | None = None
+    misses: int = 1
+    max_runtime: float | None = None
+    manual_resume: bool = False
+    methods: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ByUuid:
+    uuid: str
+
+
+@dataclass(frozen=True, slots=True)
+class BySlug:
+    ping_key: str
+    slug: str
+    create: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PingIn:
+    action: str  # success, start, fail, log
+    exit_status: int | None
+    rid: str | None
+    method: str
+    scheme: str
+    remote_addr: str
+    ua: str
+    body: bytes
+    body_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class PingResult:
+    check_id: int
+    alert_after: float | None
+    created: bool
+    notify: bool  # a flip with notifications was written
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    notifier: str
+    event: str
+    attempts: int
+    flip: Flip
+    check: Check
+
+
+def _check(row: Sequence[Any]) -> Check:
+    values = list(row)
+    values[12] = bool(values[12])
+    values[14] = tuple(json.loads(values[14])) if values[14] is not None else None
+    values[15] = bool(values[15])
+    return Check(*values)
+
+
+def _definition_values(d: CheckDefinition) -> tuple[Any, ...]:
+    notifiers = json.dumps(list(d.notifiers)) if d.notifiers is not None else None
+    return (
+        d.name, d.slug, " ".join(d.tags), d.desc, d.period, d.cron, d.tz, d.grace, d.misses,
+        d.max_runtime, int(d.manual_resume), d.methods, notifiers,
+    )  # fmt: skip
+
+
+def _looks_like_uuid(ref: str) -> bool:
+    try:
+        return str(uuid.UUID(ref)) == ref.lower()
+    except ValueError:
+        return False
+
+
+class Store:
+    """Built unopened so the app can hold it from the start; `open()` connects and migrates."""
+
+    _writer: Writer
+    _reader: aiosqlite.Connection
+
+    def __init__(
+        self,
+        path: Path,
+        retention: int = 100,
+        on_external_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.retention = retention
+        self.router: Router = lambda check: ()
+        self._on_external_change = on_external_change
+
+    async def open(self) -> None:
+        try:
+            conn = connect(self.path)
+            migrate(conn)
+            _ensure_ping_key(conn)
+        except sqlite3.Error as e:
+            raise Unavailable(f"cannot open database {self.path}: {e}") from e
+        self._writer = Writer(conn, asyncio.get_running_loop(), self._on_external_change)
+        self._reader = await aiosqlite.connect(self.path)
+        await self._reader.execute("PRAGMA query_only = ON")
+
+    async def close(self) -> None:
+        await self._writer.close()
+        await self._reader.close()
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- pings ---------------------------------------------------------------------------
+
+    async def record_ping(self, target: ByUuid | BySlug, ping: PingIn, now: float) -> PingResult:
+        """Store the ping and its effects; returns after they are committed."""
+        return await self._writer.run(lambda conn: self._record_ping(conn, target, ping, now))
+
+    def _record_ping(
+        self, conn: sqlite3.Connection, target: ByUuid | BySlug, ping: PingIn, now: float
+    ) -> PingResult:
+        created = False
+        if isinstance(target, ByUuid):
+            row = conn.execute(f"{SELECT_CHECK} WHERE uuid = ?", (target.uuid,)).fetchone()
+            if row is None:
+                raise NotFound()
+            check = _check(row)
+        else:
+            found = self._find_by_slug(conn, target)
+            if found is None:
+                if not target.create:
+                    raise NotFound()
+                definition = CheckDefinition(
+                    name=target.slug, slug=target.slug, period=AUTO_PERIOD, grace=AUTO_GRACE
+                )
+                found = self._insert_check(conn, definition, now, managed=False)
+                created = True
+            check = found
+        kind = model.effective_action(check, ping.action, ping.method)
+        detail = f"exit status {ping.exit_status}" if ping.exit_status else ""
+        flip = model.apply_ping(check, kind, ping.rid, now, detail)
+        closed_run = kind in ("success", "fail") and check.last_duration is not None
+        conn.execute(
+            INSERT_PING,
+            (
+                check.id, check.n_pings, now, kind, ping.exit_status, ping.rid,
+                check.last_duration if closed_run else None, ping.scheme, ping.method,
+                ping.remote_addr, ping.ua, ping.body or None, ping.body_size,
+            ),
+        )  # fmt: skip
+        self._save_state(conn, check)
+        if check.n_pings > self.retention:
+            conn.execute(
+                "DELETE FROM pings WHERE check_id = ? AND n <= ?",
+                (check.id, check.n_pings - self.retention),
+            )
+        notify = flip is not None and self._write_flip(conn, check, flip, now)
+        return PingResult(check.id, check.alert_after, created, notify)
+
+    def _find_by_slug(self, conn: sqlite3.Connection, target: BySlug) -> Check | None:
+        key = conn.execute("SELECT value FROM meta WHERE key = 'ping_key'").fetchone()[0]
+        if not hmac.compare_digest(key.encode(), target.ping_key.encode()):
+            raise NotFound()
+        rows = conn.execute(f"{SELECT_CHECK} WHERE slug = ? LIMIT 2", (target.slug,)).fetchall()
+        if len(rows) > 1:
+            raise Conflict("ambiguous slug")
+        return _check(rows[0]) if rows else None
+
+    # -- state changes -------------------------------------------------------------------
+
+    def _save_state(self, conn: sqlite3.Connection, check: Check) -> None:
+        conn.execute(
+            SAVE_STATE,
+            (
+                check.status, check.last_ping, check.last_start, check.last_start_rid,
+                check.last_duration, check.n_pings, check.alert_after, check.id,
+            ),
+        )  # fmt: skip
+
+    def _write_flip(self, conn: sqlite3.Connection, check: Check, flip: Flip, now: float) -> bool:
+        """The flip and, in the same transaction, one outbox row per notifier to tell."""
+        cursor = conn.execute(
+            "INSERT INTO flips (check_id, at, noticed, old_status, new_status, reason, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (check.id, flip.at, now, flip.old, flip.new, flip.reason, flip.detail),
+        )
+        if not flip.notifies:
+            return False
+        names = self.router(check)
+        event = "down" if flip.new == model.Status.DOWN else "up"
+        conn.executemany(
+            "INSERT INTO outbox (flip_id, notifier, event, next_attempt) VALUES (?, ?, ?, ?)",
+            [(cursor.lastrowid, name, event, now) for name in names],
+        )
+        return bool(names)
+
+    async def expire(
+        self, due: Sequence[tuple[int, float]], now: float
+    ) -> tuple[list[tuple[int, float | None]], bool]:
+        """Take down the checks whose armed moment has passed and is still theirs.
+
+        Returns each check's current going-down moment (for re-arming) and whether any
+        notification was queued.
+        """
+
+        def run(conn: sqlite3.Connection) -> tuple[list[tuple[int, float | None]], bool]:
+            rearm: list[tuple[int, float | None]] = []
+            notify = False
+            for check_id, expected in due:
+                row = conn.execute(f"{SELECT_CHECK} WHERE id = ?", (check_id,)).fetchone()
+                if row is None:
+                    continue
+                check = _check(row)
+                before = check.alert_after
+                flip = model.expire(check, expected)
+                if flip is not None:
+                    notify = self._write_flip(conn, check, flip, now) or notify
+                if flip is not None or check.alert_after != before:
+                    self._save_state(conn, check)
+                rearm.append((check.id, check.alert_after))
+            return rearm, notify
+
+        return await self._writer.run(run)
+
+    async def change_state(
+        self, ref: str, change: Callable[[Check, float], Flip | None], now: float
+    ) -> tuple[Check, Flip | None]:
+        """Apply a person's pause or resume; the flip is recorded but notifies no one."""
+
+        def run(conn: sqlite3.Connection) -> tuple[Check, Flip | None]:
+            check = self._resolve(conn, ref)
+            flip = change(check, now)
+            if flip is not None:
+                self._save_state(conn, check)
+                self._write_flip(conn, check, flip, now)
+            return check, flip
+
+        return await self._writer.run(run)
+
+    # -- definitions ---------------------------------------------------------------------
+
+    async def add_check(self, definition: CheckDefinition, now: float) -> Check:
+        return await self._writer.run(
+            lambda conn: self._insert_check(conn, definition, now, managed=False)
+        )
+
+    def _insert_check(
+        self, conn: sqlite3.Connection, d: CheckDefinition, now: float, managed: bool
+    ) -> Check:
+        placeholders = ", ".join("?" * 16)
+        cursor = conn.execute(
+            f"INSERT INTO checks (uuid, {DEFINITION_COLUMNS}, managed, created) "
+            f"VALUES ({placeholders})",
+            (str(uuid.uuid4()), *_definition_values(d), int(managed), now),
+        )
+        row = conn.execute(f"{SELECT_CHECK} WHERE id = ?", (cursor.lastrowid,)).fetchone()
+        return _check(row)
+
+    async def reconcile(self, definitions: Iterable[CheckDefinition], now: float) -> list[str]:
+        """Make the config file's checks the managed ones, matched by slug; UUIDs stay.
+
+        A managed check no longer in the file is deleted. Returns one line per change.
+        """
+        wanted = {d.slug: d for d in definitions}
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            changes = []
+            rows = conn.execute(f"{SELECT_CHECK} WHERE managed = 1 OR slug IN "
+                                f"(SELECT value FROM json_each(?))",
+                                (json.dumps(list(wanted)),)).fetchall()  # fmt: skip
+            existing = {}
+            for row in rows:
+                check = _check(row)
+                if check.slug in wanted and check.slug not in existing:
+                    existing[check.slug] = check
+                elif check.managed:
+                    conn.execute("DELETE FROM checks WHERE id = ?", (check.id,))
+                    changes.append(f"removed check {check.slug} (no longer in the config file)")
+            for slug, definition in wanted.items():
+                if slug in existing:
+                    self._update_definition(conn, existing[slug], definition)
+                else:
+                    self._insert_check(conn, definition, now, managed=True)
+                    changes.append(f"added check {slug} from the config file")
+            return changes
+
+        return await self._writer.run(run)
+
+    def _update_definition(
+        self, conn: sqlite3.Connection, check: Check, d: CheckDefinition
+    ) -> None:
+        assignments = ", ".join(f"{c.strip()} = ?" for c in DEFINITION_COLUMNS.split(","))
+        conn.execute(
+            f"UPDATE checks SET {assignments}, managed = 1 WHERE id = ?",
+            (*_definition_values(d), check.id),
+        )
+        row = conn.execute(f"{SELECT_CHECK} WHERE id = ?", (check.id,)).fetchone()
+        updated = _check(row)
+        deadline = model.going_down(updated)
+        updated.alert_after = deadline.at if deadline else None
+        self._save_state(conn, updated)
+
+    async def remove(self, ref: str) -> Check:
+        def run(conn: sqlite3.Connection) -> Check:
+            check = self._resolve(conn, ref)
+            conn.execute("DELETE FROM checks WHERE id = ?", (check.id,))
+            return check
+
+        return await self._writer.run(run)
+
+    async def rotate(self, ref: str) -> Check:
+        """A new UUID: the old ping URL answers 404 from the commit on."""
+
+        def run(conn: sqlite3.Connection) -> Check:
+            check = self._resolve(conn, ref)
+            check.uuid = str(uuid.uuid4())
+            conn.execute("UPDATE checks SET uuid = ? WHERE id = ?", (check.uuid, check.id))
+            return check
+
+        return await self._writer.run(run)
+
+    def _resolve(self, conn: sqlite3.Connection, ref: str) -> Check:
+        """A check by UUID or by slug, as people type them on the command line."""
+        column = "uuid" if _looks_like_uuid(ref) else "slug"
+        rows = conn.execute(f"{SELECT_CHECK} WHERE {column} = ? LIMIT 2", (ref.lower(),))
+        found = rows.fetchall()
+        if not found:
+            raise NotFound(f"no check {ref!r}")
+        if len(found) > 1:
+            raise Conflict(f"more than one check has the slug {ref!r}; use its UUID")
+        return _check(found[0])
+
+    # -- instance settings ---------------------------------------------------------------
+
+    async def ping_key(self) -> str:
+        async with self._reader.execute("SELECT value FROM meta WHERE key = 'ping_key'") as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return str(row[0])
+
+    async def rotate_ping_key(self) -> str:
+        key = secrets.token_urlsafe(16)
+        await self._writer.run(
+            lambda conn: conn.execute("UPDATE meta SET value = ? WHERE key = 'ping_key'", (key,))
+        )
+        return key
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def get_check(self, ref: str) -> Check:
+        return await self._writer.run(lambda conn: self._resolve(conn, ref))
+
+    async def list_checks(self) -> list[Check]:
+        async with self._reader.execute(f"{SELECT_CHECK} ORDER BY name, id") as cur:
+            return [_check(row) async for row in cur]
+
+    async def armed(self) -> list[tuple[int, float, float]]:
+        """(id, alert_after, grace) of every check with a going-down moment, for the wheel."""
+        async with self._reader.execute(
+            "SELECT id, alert_after, grace FROM checks WHERE alert_after IS NOT NULL"
+        ) as cur:
+            return [(row[0], row[1], row[2]) async for row in cur]
+
+    async def pings(self, check_id: int, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first, as the pings API lists them."""
+        sql = (
+            "SELECT n, created, kind, exit_status, rid, duration, scheme, method, remote_addr, "
+            "ua, body, body_size FROM pings WHERE check_id = ? ORDER BY n DESC LIMIT ?"
+        )
+        async with self._reader.execute(sql, (check_id, limit)) as cur:
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) async for row in cur]
+
+    async def flips(self, check_id: int, limit: int = 100) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT at, noticed, old_status, new_status, reason, detail FROM flips "
+            "WHERE check_id = ? ORDER BY at DESC, id DESC LIMIT ?"
+        )
+        async with self._reader.execute(sql, (check_id, limit)) as cur:
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) async for row in cur]
+
+    # -- outbox --------------------------------------------------------------------------
+
+    async def due_notifications(self, now: float, limit: int = 200) -> list[OutboxItem]:
+        sql = (
+            "SELECT o.id, o.notifier, o.event, o.attempts, f.at, f.old_status, f.new_status, "
+            f"f.reason, f.detail, {', '.join('c.' + c.strip() for c in CHECK_COLUMNS.split(','))} "
+            "FROM outbox o JOIN flips f ON f.id = o.flip_id JOIN checks c ON c.id = f.check_id "
+            "WHERE o.state = 'pending' AND o.next_attempt <= ? ORDER BY o.next_attempt LIMIT ?"
+        )
+        async with self._reader.execute(sql, (now, limit)) as cur:
+            return [
+                OutboxItem(row[0], row[1], row[2], row[3], Flip(*row[4:9]), _check(row[9:]))
+                async for row in cur
+            ]
+
+    async def next_notification_at(self) -> float | None:
+        async with self._reader.execute(
+            "SELECT min(next_attempt) FROM outbox WHERE state = 'pending'"
+        ) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def last_down_at(self, check_id: int, before: float) -> float | None:
+        """When the outage that an up flip at `before` ends began."""
+        sql = "SELECT max(at) FROM flips WHERE check_id = ? AND new_status = 'down' AND at <= ?"
+        async with self._reader.execute(sql, (check_id, before)) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def last_body(self, check_id: int) -> bytes:
+        sql = "SELECT body FROM pings WHERE check_id = ? ORDER BY n DESC LIMIT 1"
+        async with self._reader.execute(sql, (check_id,)) as cur:
+            row = await cur.fetchone()
+        return bytes(row[0]) if row and row[0] else b""
+
+    async def notification_sent(self, item_id: int, now: float) -> None:
+        await self._writer.run(
+            lambda conn: conn.execute(
+                "UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = ?, "
+                "last_error = '' WHERE id = ?",
+                (now, item_id),
+            )
+        )
+
+    async def notification_failed(self, item_id: int, error: str, retry_at: float | None) -> None:
+        """Record a failed attempt; `retry_at` None gives up on it."""
+        state = "pending" if retry_at is not None else "failed"
+        await self._writer.run(
+            lambda conn: conn.execute(
+                "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ?, "
+                "next_attempt = coalesce(?, next_attempt) WHERE id = ?",
+                (state, error[:1000], retry_at, item_id),
+            )
+        )
+
+    async def outbox(self, limit: int = 1000) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT o.id, o.notifier, o.event, o.state, o.attempts, o.last_error, o.sent_at, "
+            "f.check_id, f.at FROM outbox o JOIN flips f ON f.id = o.flip_id "
+            "ORDER BY o.id DESC LIMIT ?"
+        )
+        async with self._reader.execute(sql, (limit,)) as cur:
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) async for row in cur]
+
+
+def _ensure_ping_key(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('ping_key', ?)",
+        (secrets.token_urlsafe(16),),
+    )
