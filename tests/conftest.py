@@ -1,0 +1,114 @@
+"""Shared fixtures: a real SQLite file, the real app on a loopback port, a manual clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from heartbeatd.app import create_app
+from heartbeatd.clock import ManualClock
+from heartbeatd.config import Config, load_config
+from heartbeatd.monitor import Monitor
+from heartbeatd.store import CheckDefinition, Store
+from heartbeatd.web_keys import MONITOR, STORE
+
+MakeConfig = Callable[..., Config]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> MakeConfig:
+    """A Config from TOML text (the config file's body) plus flag-style overrides."""
+
+    def make(toml: str = "", **overrides: str) -> Config:
+        path = None
+        if toml:
+            path = tmp_path / "heartbeatd.toml"
+            path.write_text(toml)
+        flags = {"db": str(tmp_path / "heartbeatd.db"), "listen": "127.0.0.1:0", **overrides}
+        return load_config(path, {}, flags)
+
+    return make
+
+
+class Daemon:
+    """The app under test and handles on its parts."""
+
+    def __init__(self, client: TestClient[Any, Any], clock: ManualClock) -> None:
+        self.client = client
+        self.clock = clock
+
+    @property
+    def app(self) -> web.Application:
+        return self.client.app  # type: ignore[return-value]
+
+    @property
+    def store(self) -> Store:
+        return self.app[STORE]
+
+    @property
+    def monitor(self) -> Monitor:
+        return self.app[MONITOR]
+
+    async def add(self, name: str = "backup", **fields: Any) -> Any:
+        fields.setdefault("slug", name)
+        fields.setdefault("period", 60.0)
+        fields.setdefault("grace", 10.0)
+        return await self.store.add_check(CheckDefinition(name=name, **fields), self.clock.now())
+
+    async def advance(self, seconds: float) -> None:
+        """Let time pass and give the monitor its turn."""
+        self.clock.advance(seconds)
+        await self.monitor.settled()
+
+    async def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        return await self.store._writer.run(lambda conn: conn.execute(sql, params).fetchall())
+
+
+@pytest.fixture
+async def start_daemon(
+    make_config: MakeConfig, clock: ManualClock
+) -> AsyncIterator[Callable[..., Any]]:
+    clients: list[TestClient[Any, Any]] = []
+
+    async def start(toml: str = "", **overrides: str) -> Daemon:
+        client = TestClient(TestServer(create_app(make_config(toml, **overrides), clock)))
+        await client.start_server()
+        clients.append(client)
+        return Daemon(client, clock)
+
+    yield start
+    for client in reversed(clients):
+        await client.close()
+
+
+@pytest.fixture
+async def daemon(start_daemon: Callable[..., Any]) -> Daemon:
+    return await start_daemon()
+
+
+async def eventually(condition: Callable[[], Any], timeout: float = 5.0) -> None:
+    """Wait for real I/O (a webhook reaching its sink) without a fixed sleep."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout
+    while not await _truthy(condition()):
+        if loop.time() > give_up:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def _truthy(value: Any) -> bool:
+    import inspect
+
+    return bool(await value) if inspect.isawaitable(value) else bool(value)

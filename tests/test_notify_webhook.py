@@ -1,0 +1,132 @@
+"""The webhook notifier against a real HTTP sink on loopback: delivered, retried, given up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.conftest import Daemon, eventually
+
+
+class Sink:
+    """A loopback HTTP server that records requests and answers with scripted statuses."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.statuses = statuses or []
+        self.received: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append(await request.json())
+        self.headers.append(dict(request.headers))
+        status = self.statuses.pop(0) if self.statuses else 200
+        return web.Response(status=status)
+
+
+@pytest.fixture
+async def sink(aiohttp_server: Any) -> tuple[Sink, str]:
+    recorder = Sink()
+    app = web.Application()
+    app.router.add_post("/hook", recorder.handle)
+    server = await aiohttp_server(app)
+    return recorder, str(server.make_url("/hook"))
+
+
+def webhook_config(url: str) -> str:
+    return f"""
+[[notifier]]
+name = "hook"
+type = "webhook"
+url = "{url}"
+timeout = "5s"
+default = true
+headers = {{ Authorization = "Bearer s3cret" }}
+"""
+
+
+async def outbox_states(daemon: Daemon) -> list[tuple[Any, ...]]:
+    return await daemon.query("SELECT event, state, attempts, last_error FROM outbox ORDER BY id")
+
+
+async def go_down(daemon: Daemon) -> Any:
+    check = await daemon.add(period=5.0, grace=1.0, desc="nightly <db> dump")
+    await daemon.client.post(f"/ping/{check.uuid}", data=b"dumped 0 tables")
+    await daemon.advance(7)
+    return check
+
+
+async def test_it_posts_the_down_event_as_json(start_daemon, sink) -> None:
+    recorder, url = sink
+    daemon = await start_daemon(webhook_config(url))
+    check = await go_down(daemon)
+    await eventually(lambda: recorder.received)
+    event = recorder.received[0]
+    assert event["event"] == "down"
+    assert event["summary"] == "backup is DOWN (missed ping)"
+    assert event["check"]["uuid"] == check.uuid
+    assert event["check"]["desc"] == "nightly <db> dump"
+    assert event["flip"]["reason"] == "timeout"
+    assert event["last_body_tail"] == "dumped 0 tables"
+    assert recorder.headers[0]["Authorization"] == "Bearer s3cret"
+    await eventually(lambda: _sent(daemon))
+
+
+async def _sent(daemon: Daemon) -> bool:
+    return [s[:2] for s in await outbox_states(daemon)] == [("down", "sent")]
+
+
+async def test_it_tells_how_long_the_outage_lasted_on_recovery(start_daemon, sink) -> None:
+    recorder, url = sink
+    daemon = await start_daemon(webhook_config(url))
+    check = await go_down(daemon)
+    await eventually(lambda: recorder.received)
+    await daemon.advance(120)
+    await daemon.client.get(f"/ping/{check.uuid}")
+    await eventually(lambda: len(recorder.received) == 2)
+    assert recorder.received[1]["event"] == "up"
+    assert recorder.received[1]["summary"] == "backup is UP again after 2m down"
+
+
+async def test_it_retries_a_5xx_with_backoff_until_delivered(start_daemon, sink) -> None:
+    recorder, url = sink
+    recorder.statuses = [500, 503]
+    daemon = await start_daemon(webhook_config(url))
+    await go_down(daemon)
+    await eventually(lambda: len(recorder.received) == 1)
+    await eventually(lambda: _attempts(daemon, 1))
+    assert (await outbox_states(daemon))[0][3] == f"HTTP 500 from {url}"
+    daemon.clock.advance(5)  # first retry after 5 s
+    await eventually(lambda: len(recorder.received) == 2)
+    daemon.clock.advance(10)  # then 10 s
+    await eventually(lambda: len(recorder.received) == 3)
+    await eventually(lambda: _sent(daemon))
+
+
+async def _attempts(daemon: Daemon, n: int) -> bool:
+    return (await outbox_states(daemon))[0][2] == n
+
+
+async def test_it_gives_up_at_once_on_a_4xx(start_daemon, sink) -> None:
+    recorder, url = sink
+    recorder.statuses = [404]
+    daemon = await start_daemon(webhook_config(url))
+    await go_down(daemon)
+    await eventually(lambda: _failed(daemon))
+    daemon.clock.advance(3600)
+    await daemon.monitor.settled()
+    assert len(recorder.received) == 1
+
+
+async def _failed(daemon: Daemon) -> bool:
+    return (await outbox_states(daemon))[0][1] == "failed"
+
+
+async def test_a_dead_target_does_not_hold_up_pings(start_daemon, unused_tcp_port: int) -> None:
+    daemon = await start_daemon(webhook_config(f"http://127.0.0.1:{unused_tcp_port}/hook"))
+    check = await go_down(daemon)
+    await eventually(lambda: _attempts(daemon, 1))
+    for _ in range(20):
+        assert (await daemon.client.get(f"/ping/{check.uuid}")).status == 200
+    assert "Cannot connect" in (await outbox_states(daemon))[0][3]
