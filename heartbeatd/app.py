@@ -4,28 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import fields
 
 import jinja2
 from aiohttp import web
 
 from heartbeatd import ping, views
 from heartbeatd.clock import Clock, SystemClock
-from heartbeatd.config import CheckSpec, Config
+from heartbeatd.config import Config
 from heartbeatd.errors import error_middleware
 from heartbeatd.monitor import Monitor
 from heartbeatd.notify import build_notifiers, make_router
 from heartbeatd.notify.dispatch import Dispatcher
-from heartbeatd.store import CheckDefinition, Store
+from heartbeatd.store import Store
 from heartbeatd.web_keys import CLOCK, CONFIG, DISPATCHER, MONITOR, STORE, TEMPLATES
 
 log = logging.getLogger("heartbeatd")
-
-DEFINITION_FIELDS = [f.name for f in fields(CheckDefinition)]
-
-
-def definition(spec: CheckSpec) -> CheckDefinition:
-    return CheckDefinition(**{name: getattr(spec, name) for name in DEFINITION_FIELDS})
 
 
 def create_app(config: Config, clock: Clock | None = None) -> web.Application:
@@ -45,7 +38,7 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         await store.open()
-        for change in await store.reconcile(map(definition, config.checks), app[CLOCK].now()):
+        for change in await store.reconcile(config.checks, app[CLOCK].now()):
             log.info("%s", change)
         await monitor.start()
         dispatcher.start()

@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import signal
 import sys
 import urllib.error
@@ -30,7 +29,7 @@ from heartbeatd.config import Config, ConfigError, load_config
 from heartbeatd.durations import format_duration, parse_bounded_duration
 from heartbeatd.errors import HeartbeatdError
 from heartbeatd.logs import setup_logging
-from heartbeatd.model import Check
+from heartbeatd.model import Check, slugify
 from heartbeatd.notify import iso
 from heartbeatd.schedule import describe, upcoming, validate_cron, validate_tz
 from heartbeatd.store import CheckDefinition, Store
@@ -104,19 +103,20 @@ async def _serve(app: web.Application, config: Config) -> None:
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port, backlog=1024)
-        await site.start()
-    except OSError as e:
+        try:
+            await web.TCPSite(runner, config.host, config.port, backlog=1024).start()
+        except OSError as e:
+            raise click.ClickException(f"cannot listen on {config.listen}: {e.strerror}") from None
+        addresses = ", ".join(f"{host}:{port}" for host, port, *_ in runner.addresses)
+        log.info("heartbeatd %s listening on %s", __version__, addresses)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("shutting down: finishing in-flight pings")
+    finally:
         await runner.cleanup()
-        raise click.ClickException(f"cannot listen on {config.listen}: {e.strerror}") from None
-    log.info("heartbeatd %s listening on %s", __version__, ", ".join(runner.addresses_text()))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    log.info("shutting down: finishing in-flight pings")
-    await runner.cleanup()
 
 
 # -- checks -------------------------------------------------------------------------------
@@ -125,10 +125,6 @@ async def _serve(app: web.Application, config: Config) -> None:
 @cli.group()
 def check() -> None:
     """Add, list, show, pause, resume, remove and rotate checks."""
-
-
-def slugify(name: str) -> str:
-    return re.sub(r"[^a-z0-9_]+", "-", name.lower()).strip("-") or "check"
 
 
 def duration_option(value: str | None, param: str) -> float | None:

@@ -8,6 +8,7 @@ loses one. Tests use ManualClock to move both without sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Protocol
 
@@ -31,10 +32,8 @@ class SystemClock:
         return time.monotonic()
 
     async def sleep(self, seconds: float, wake: asyncio.Event) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=max(seconds, 0))
-        except TimeoutError:
-            pass
 
 
 class ManualClock:

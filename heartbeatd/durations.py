@@ -56,3 +56,14 @@ def format_duration(seconds: float) -> str:
         if whole and whole % UNITS[unit] == 0:
             return f"{whole // UNITS[unit]}{unit}"
     return f"{whole}s"
+
+
+def format_elapsed(seconds: float) -> str:
+    """A span for people, to the two largest units: 121 → '2m 1s', 93784 → '1d 2h'."""
+    remaining = max(0, round(seconds))
+    parts = []
+    for unit in ("w", "d", "h", "m", "s"):
+        count, remaining = divmod(remaining, UNITS[unit])
+        if count:
+            parts.append(f"{count}{unit}")
+    return " ".join(parts[:2]) or "0s"

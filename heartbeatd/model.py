@@ -6,6 +6,7 @@ write transactions, so the rules and the SQL stay apart and the rules are tested
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -85,6 +86,11 @@ class Deadline:
     at: float
     reason: str
     detail: str
+
+
+def slugify(name: str) -> str:
+    """The slug a check gets from its name by default: `Nightly Backup` → `nightly-backup`."""
+    return re.sub(r"[^a-z0-9_]+", "-", name.lower()).strip("-") or "check"
 
 
 def effective_action(check: Check, action: str, method: str) -> str:

@@ -5,14 +5,15 @@ takes everything queued, runs each function in its own savepoint inside one tran
 once (one fsync for the whole batch) and only then resolves the callers' futures: an "OK" for a
 ping is sent after its row is on disk, and concurrent pings share the commit's cost.
 
-Why not aiosqlite for writes: it pays a thread hop per statement and a commit per call (BENCHMARKS.md:
-~1,700 pings/s one commit per ping); batching in this thread keeps the loop free and durable pings
-at the ten-thousands. Reads still go through aiosqlite (store.py).
+Why not aiosqlite for writes: it pays a thread hop per statement and a commit per call
+(BENCHMARKS.md: ~1,700 pings/s at one commit per ping); batching in this thread keeps the loop
+free and durable pings in the ten-thousands. Reads still go through aiosqlite (store.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -119,14 +120,17 @@ class Writer:
             if self._failing:
                 log.info("database writes work again")
                 self._failing = False
-        self._loop.call_soon_threadsafe(_resolve, outcomes)
+        self._call_soon(_resolve, outcomes)
+
+    def _call_soon(self, callback: Callable[..., None], *args: Any) -> None:
+        """Hand a result to the loop; after the loop has closed there is no one left to tell."""
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback, *args)
 
     def _rollback(self) -> None:
         if self._conn.in_transaction:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
 
     def _report_failure(self, error: sqlite3.Error) -> None:
         """One log line when writes start failing, not one per ping."""
@@ -146,7 +150,7 @@ class Writer:
         if version != self._data_version:
             self._data_version = version
             if self._on_external_change is not None:
-                self._loop.call_soon_threadsafe(self._on_external_change)
+                self._call_soon(self._on_external_change)
 
 
 def _resolve(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:

@@ -29,7 +29,9 @@ def test_check_add_prints_the_ping_url_and_a_crontab_line(hb) -> None:
     assert result.exit_code == 0, result.output
     assert "Added check 'Nightly Backup' (every 5m, grace 1m)" in result.output
     assert "Ping URL: http://127.0.0.1:8000/ping/" in result.output
-    assert "*/5 * * * * /path/to/job && curl -fsS -m 10 --retry 5 -o /dev/null http" in result.output
+    assert (
+        "*/5 * * * * /path/to/job && curl -fsS -m 10 --retry 5 -o /dev/null http" in result.output
+    )
     assert Path("heartbeatd.db").exists()  # the embedded default: a file in the current directory
 
 

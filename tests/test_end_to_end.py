@@ -18,7 +18,9 @@ from aiohttp import web
 
 from tests.conftest import eventually
 
-pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("curl") is None, reason="needs curl (.ci/run installs it)"
+)
 
 
 def free_port() -> int:
@@ -37,7 +39,9 @@ async def curl(*args: str) -> tuple[int, str]:
     return int(code), body
 
 
-async def test_serve_pings_alerts_recovers_and_stops_cleanly(tmp_path: Path, aiohttp_server: Any) -> None:
+async def test_serve_pings_alerts_recovers_and_stops_cleanly(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
     received: list[dict[str, Any]] = []
 
     async def hook(request: web.Request) -> web.Response:
@@ -63,7 +67,7 @@ grace = "1s"
 [[notifier]]
 name = "sink"
 type = "webhook"
-url = "{sink.make_url('/hook')}"
+url = "{sink.make_url("/hook")}"
 default = true
 """
     )
@@ -75,8 +79,9 @@ default = true
     try:
         base = f"http://127.0.0.1:{port}"
         await eventually(lambda: _answers(base), timeout=20)
+        command = [sys.executable, "-m", "heartbeatd", "check", "list", "--json"]
         listed = subprocess.run(
-            [sys.executable, "-m", "heartbeatd", "check", "list", "--json", "--config", str(config)],
+            [*command, "--config", str(config)],
             cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
         )  # fmt: skip
         uuid = json.loads(listed.stdout)[0]["uuid"]

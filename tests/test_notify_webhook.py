@@ -86,7 +86,7 @@ async def test_it_tells_how_long_the_outage_lasted_on_recovery(start_daemon, sin
     await daemon.client.get(f"/ping/{check.uuid}")
     await eventually(lambda: len(recorder.received) == 2)
     assert recorder.received[1]["event"] == "up"
-    assert recorder.received[1]["summary"] == "backup is UP again after 2m down"
+    assert recorder.received[1]["summary"] == "backup is UP again after 2m 1s down"
 
 
 async def test_it_retries_a_5xx_with_backoff_until_delivered(start_daemon, sink) -> None:

@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from heartbeatd.config import Config
-from heartbeatd.durations import format_duration
+from heartbeatd.durations import format_elapsed
 from heartbeatd.model import Check, Flip
 from heartbeatd.schedule import describe
 
@@ -63,7 +63,7 @@ class Event:
             return f"{name} is DOWN{why}"
         lasted = ""
         if self.down_since is not None:
-            lasted = f" after {format_duration(round(self.flip.at - self.down_since))} down"
+            lasted = f" after {format_elapsed(self.flip.at - self.down_since)} down"
         return f"{name} is UP again{lasted}"
 
     def as_dict(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The `log` notifier: one line on stderr per alert. The embedded default, so a fresh install alerts."""
+"""The `log` notifier: one line on stderr per alert; the default, so a fresh install alerts."""
 
 from __future__ import annotations
 
