@@ -11,7 +11,7 @@ from aiohttp import web
 from heartbeatd import ping, views
 from heartbeatd.clock import Clock, SystemClock
 from heartbeatd.config import Config
-from heartbeatd.errors import error_middleware
+from heartbeatd.errors import not_found
 from heartbeatd.monitor import Monitor
 from heartbeatd.notify import build_notifiers, make_router
 from heartbeatd.notify.dispatch import Dispatcher
@@ -23,7 +23,7 @@ log = logging.getLogger("heartbeatd")
 
 def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     """The whole daemon as an aiohttp app; tests build it the same way with a ManualClock."""
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application()
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()
     app[TEMPLATES] = jinja2.Environment(
@@ -52,4 +52,5 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     app.cleanup_ctx.append(lifetime)
     app.add_routes(ping.routes)
     app.add_routes(views.routes)
+    app.router.add_route("*", "/{tail:.*}", not_found)  # last: only what nothing else claims
     return app

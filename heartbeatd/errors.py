@@ -1,4 +1,4 @@
-"""Errors that carry their HTTP status, and the one middleware that renders them.
+"""Errors that carry their HTTP status, and the decorator that renders them.
 
 Handlers and the store raise; nothing else builds error responses. Bodies are the plain-text
 phrases of the Healthchecks ping protocol, because clients match on them ("not found").
@@ -6,12 +6,10 @@ phrases of the Healthchecks ping protocol, because clients match on them ("not f
 
 from __future__ import annotations
 
-import logging
+import functools
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-
-log = logging.getLogger("heartbeatd.web")
 
 
 class HeartbeatdError(Exception):
@@ -46,19 +44,26 @@ class Unavailable(HeartbeatdError):
     text = "service unavailable"
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except HeartbeatdError as e:
-        return web.Response(status=e.status, text=e.text, headers=_cors(request))
-    except web.HTTPException as e:
-        if e.status == 404:
-            return web.Response(status=404, text=NotFound.text)
-        raise
-    except Exception:
-        log.exception("unhandled error for %s %s", request.method, request.rel_url.path[:6])
-        return web.Response(status=500, text=HeartbeatdError.text)
+def plain_errors(handler: Handler) -> Handler:
+    """Render HeartbeatdError as its status and phrase; wraps each handler.
+
+    A decorator rather than a middleware: aiohttp builds the middleware chain on every request,
+    which costs the ping path a few per cent of its throughput.
+    """
+
+    @functools.wraps(handler)
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except HeartbeatdError as e:
+            return web.Response(status=e.status, text=e.text, headers=_cors(request))
+
+    return handle
+
+
+async def not_found(request: web.Request) -> web.StreamResponse:
+    """Every URL no route claims: the same plain 404 as an unknown ping token."""
+    return web.Response(status=404, text=NotFound.text, headers=_cors(request))
 
 
 def _cors(request: web.Request) -> dict[str, str]:

@@ -12,7 +12,7 @@ import uuid
 
 from aiohttp import web
 
-from heartbeatd.errors import BadRequest, NotFound
+from heartbeatd.errors import BadRequest, NotFound, plain_errors
 from heartbeatd.store import BySlug, ByUuid, PingIn
 from heartbeatd.web_keys import CLOCK, CONFIG, DISPATCHER, MONITOR, STORE
 
@@ -122,6 +122,7 @@ async def read_body(request: web.Request, limit: int) -> tuple[bytes, int]:
 
 
 @routes.route("*", "/ping/{tail:.*}")
+@plain_errors
 async def ping(request: web.Request) -> web.Response:
     app = request.app
     config = app[CONFIG]

@@ -1,6 +1,6 @@
 """All of heartbeatd's SQL: checks, pings, flips and the notification outbox.
 
-Writes go through the group-commit Writer (writer.py) as functions run in its thread, where the
+Writes go through the group-commit Writer (writer.py) as functions run in its batches, where the
 rules of model.py are applied to the row just read, so a ping, the flip it causes and that flip's
 outbox rows are one transaction. Reads that need no write lock use an aiosqlite connection.
 """
@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -48,6 +48,8 @@ DEFINITION_COLUMNS = (
 AUTO_PERIOD, AUTO_GRACE = 86400.0, 3600.0
 
 Router = Callable[[Check], Sequence[str]]
+T = TypeVar("T")
+CACHE_LIMIT = 50_000  # checks kept in memory for pings; ~25 MB at the limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,8 @@ class Store:
         self.retention = retention
         self.router: Router = lambda check: ()
         self._on_external_change = on_external_change
+        self._cache: dict[str, Check] = {}
+        self._cache_generation = -1
 
     async def open(self) -> None:
         try:
@@ -176,6 +180,17 @@ class Store:
 
     # -- pings ---------------------------------------------------------------------------
 
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Every write but a ping's: it may change any check, so the ping cache is dropped."""
+
+        def run(conn: sqlite3.Connection) -> T:
+            try:
+                return fn(conn)
+            finally:
+                self._cache.clear()
+
+        return await self._writer.run(run)
+
     async def record_ping(self, target: ByUuid | BySlug, ping: PingIn, now: float) -> PingResult:
         """Store the ping and its effects; returns after they are committed."""
         return await self._writer.run(lambda conn: self._record_ping(conn, target, ping, now))
@@ -185,10 +200,7 @@ class Store:
     ) -> PingResult:
         created = False
         if isinstance(target, ByUuid):
-            row = conn.execute(f"{SELECT_CHECK} WHERE uuid = ?", (target.uuid,)).fetchone()
-            if row is None:
-                raise NotFound()
-            check = _check(row)
+            check = self._check_by_uuid(conn, target.uuid)
         else:
             found = self._find_by_slug(conn, target)
             if found is None:
@@ -199,7 +211,7 @@ class Store:
                 )
                 found = self._insert_check(conn, definition, now, managed=False)
                 created = True
-            check = found
+            check = self._cache[found.uuid] = found
         kind = model.effective_action(check, ping.action, ping.method)
         detail = f"exit status {ping.exit_status}" if ping.exit_status else ""
         flip = model.apply_ping(check, kind, ping.rid, now, detail)
@@ -220,6 +232,27 @@ class Store:
             )
         notify = flip is not None and self._write_flip(conn, check, flip, now)
         return PingResult(check.id, check.alert_after, created, notify)
+
+    def _check_by_uuid(self, conn: sqlite3.Connection, check_uuid: str) -> Check:
+        """The check, from the cache of pinged checks when it is current.
+
+        Pings are the hot path and the daemon is their only writer, so the row a ping needs is
+        usually the one the last ping left. The cache is dropped whenever it may be stale: the
+        writer's generation moves on any rollback and on another process's commit, and every
+        other kind of write clears it (see _write).
+        """
+        if self._cache_generation != self._writer.generation:
+            self._cache.clear()
+            self._cache_generation = self._writer.generation
+        check = self._cache.get(check_uuid)
+        if check is None:
+            row = conn.execute(f"{SELECT_CHECK} WHERE uuid = ?", (check_uuid,)).fetchone()
+            if row is None:
+                raise NotFound()
+            if len(self._cache) >= CACHE_LIMIT:
+                self._cache.clear()
+            check = self._cache[check_uuid] = _check(row)
+        return check
 
     def _find_by_slug(self, conn: sqlite3.Connection, target: BySlug) -> Check | None:
         key = conn.execute("SELECT value FROM meta WHERE key = 'ping_key'").fetchone()[0]
@@ -284,7 +317,7 @@ class Store:
                 rearm.append((check.id, check.alert_after))
             return rearm, notify
 
-        return await self._writer.run(run)
+        return await self._write(run)
 
     async def change_state(
         self, ref: str, change: Callable[[Check, float], Flip | None], now: float
@@ -299,12 +332,12 @@ class Store:
                 self._write_flip(conn, check, flip, now)
             return check, flip
 
-        return await self._writer.run(run)
+        return await self._write(run)
 
     # -- definitions ---------------------------------------------------------------------
 
     async def add_check(self, definition: CheckDefinition, now: float) -> Check:
-        return await self._writer.run(
+        return await self._write(
             lambda conn: self._insert_check(conn, definition, now, managed=False)
         )
 
@@ -348,7 +381,7 @@ class Store:
                     changes.append(f"added check {slug} from the config file")
             return changes
 
-        return await self._writer.run(run)
+        return await self._write(run)
 
     def _update_definition(
         self, conn: sqlite3.Connection, check: Check, d: CheckDefinition
@@ -370,7 +403,7 @@ class Store:
             conn.execute("DELETE FROM checks WHERE id = ?", (check.id,))
             return check
 
-        return await self._writer.run(run)
+        return await self._write(run)
 
     async def rotate(self, ref: str) -> Check:
         """A new UUID: the old ping URL answers 404 from the commit on."""
@@ -381,7 +414,7 @@ class Store:
             conn.execute("UPDATE checks SET uuid = ? WHERE id = ?", (check.uuid, check.id))
             return check
 
-        return await self._writer.run(run)
+        return await self._write(run)
 
     def _resolve(self, conn: sqlite3.Connection, ref: str) -> Check:
         """A check by UUID or by slug, as people type them on the command line."""
@@ -404,7 +437,7 @@ class Store:
 
     async def rotate_ping_key(self) -> str:
         key = secrets.token_urlsafe(16)
-        await self._writer.run(
+        await self._write(
             lambda conn: conn.execute("UPDATE meta SET value = ? WHERE key = 'ping_key'", (key,))
         )
         return key
@@ -412,7 +445,7 @@ class Store:
     # -- reads ---------------------------------------------------------------------------
 
     async def get_check(self, ref: str) -> Check:
-        return await self._writer.run(lambda conn: self._resolve(conn, ref))
+        return await self._write(lambda conn: self._resolve(conn, ref))
 
     async def list_checks(self) -> list[Check]:
         async with self._reader.execute(f"{SELECT_CHECK} ORDER BY name, id") as cur:
@@ -480,7 +513,7 @@ class Store:
         return bytes(row[0]) if row and row[0] else b""
 
     async def notification_sent(self, item_id: int, now: float) -> None:
-        await self._writer.run(
+        await self._write(
             lambda conn: conn.execute(
                 "UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = ?, "
                 "last_error = '' WHERE id = ?",
@@ -491,7 +524,7 @@ class Store:
     async def notification_failed(self, item_id: int, error: str, retry_at: float | None) -> None:
         """Record a failed attempt; `retry_at` None gives up on it."""
         state = "pending" if retry_at is not None else "failed"
-        await self._writer.run(
+        await self._write(
             lambda conn: conn.execute(
                 "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ?, "
                 "next_attempt = coalesce(?, next_attempt) WHERE id = ?",

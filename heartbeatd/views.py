@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from heartbeatd.errors import plain_errors
 from heartbeatd.model import status_at
 from heartbeatd.notify import iso
 from heartbeatd.schedule import describe
@@ -15,6 +16,7 @@ ORDER = {"down": 0, "grace": 1, "started": 2, "up": 3, "new": 4, "paused": 5}
 
 
 @routes.get("/")
+@plain_errors
 async def dashboard(request: web.Request) -> web.Response:
     app = request.app
     now = app[CLOCK].now()

@@ -1,24 +1,29 @@
-"""Group commit: one thread owns the write connection and commits many callers' work at once.
+"""Group commit: every write is a function run in a shared transaction, one commit per batch.
 
-Every write in heartbeatd is a function `fn(conn) -> result` handed to `Writer.run`. The thread
-takes everything queued, runs each function in its own savepoint inside one transaction, commits
-once (one fsync for the whole batch) and only then resolves the callers' futures: an "OK" for a
-ping is sent after its row is on disk, and concurrent pings share the commit's cost.
+Every write in heartbeatd is a function `fn(conn) -> result` handed to `Writer.run`. Functions
+queued during one turn of the event loop run together, each on the row it just read, inside one
+transaction that is committed once (one fsync for the whole batch); only then are the callers'
+futures resolved, so an "OK" for a ping is sent after its row is on disk and concurrent pings
+share the commit's cost.
 
-Why not aiosqlite for writes: it pays a thread hop per statement and a commit per call
-(BENCHMARKS.md: ~1,700 pings/s at one commit per ping); batching in this thread keeps the loop
-free and durable pings in the ten-thousands. Reads still go through aiosqlite (store.py).
+Why in the loop thread: sqlite3 releases the GIL around every statement, so a writer thread must
+win the GIL back after each one while the loop is busy with requests, waiting up to the switch
+interval (5 ms) each time; under load that starved it (BENCHMARKS.md; measured here too: 4,300
+pings/s in a thread against more than 6,000 inline). A statement costs microseconds and a WAL commit
+one fsync, so running them inline blocks the loop far less than the handoffs did. A lock held by
+another process is not waited for inline: the batch is retried from a timer, and after
+LOCK_WAIT seconds its callers get 503. Reads go through aiosqlite (store.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,11 +32,15 @@ from heartbeatd.errors import HeartbeatdError, Unavailable
 T = TypeVar("T")
 log = logging.getLogger("heartbeatd.store")
 
-MAX_BATCH = 4096
-_STOP = object()
+LOCK_WAIT = 5.0  # how long a batch waits for another process's write lock before 503
+LOCK_RETRY = 0.02
+POLL_EXTERNAL = 0.5  # how often to look for other processes' commits (the CLI's)
+
+Call = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
+Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path | str) -> sqlite3.Connection:
     """A connection with the settings every heartbeatd connection shares."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -41,6 +50,14 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+class _UndoNeeded(Exception):
+    """A function raised HeartbeatdError after writing, so its writes must be undone."""
+
+
+class _Locked(Exception):
+    """Another connection holds the write lock."""
+
+
 class Writer:
     def __init__(
         self,
@@ -48,91 +65,154 @@ class Writer:
         loop: asyncio.AbstractEventLoop,
         on_external_change: Callable[[], None] | None = None,
     ) -> None:
+        conn.execute("PRAGMA busy_timeout = 0")  # never wait for a lock inside the loop
         self._conn = conn
         self._loop = loop
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: list[Call] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._locked_since: float | None = None
         self._on_external_change = on_external_change
         self._data_version = self._read_data_version()
+        # Moves on whenever the database may differ from what callers remember of it: after a
+        # rollback and after another process commits. store.py keys its ping cache on it.
+        self.generation = 0
         self._failing = False
-        self._thread = threading.Thread(target=self._work, name="heartbeatd-writer", daemon=True)
-        self._thread.start()
+        self._closed = False
+        self._committing = False
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="heartbeatd-commit")
+        self._poller = loop.call_later(POLL_EXTERNAL, self._poll_external_change)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in the next write transaction; return once it is committed."""
+        if self._closed:
+            raise Unavailable()
         fut: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put((fn, fut))
+        self._queue.append((fn, fut))
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
         return await fut
 
     async def close(self) -> None:
-        """Commit what is queued, then stop the thread and close the connection."""
-        self._queue.put(_STOP)
-        await asyncio.to_thread(self._thread.join)
+        """Commit what is queued, then close the connection."""
+        self._poller.cancel()
+        while self._queue or self._committing:  # a batch waiting for a lock gets its LOCK_WAIT
+            if self._flush_handle is None and not self._committing:
+                self._flush()
+            await asyncio.sleep(LOCK_RETRY)
+        self._closed = True
+        self._committer.shutdown()
         self._conn.close()
 
-    def _work(self) -> None:
-        while True:
-            try:
-                first = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                self._notice_external_change()
-                continue
-            batch = []
-            item = first
-            while item is not _STOP:
-                batch.append(item)
-                if len(batch) >= MAX_BATCH:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                self._commit_batch(batch)
-                self._notice_external_change()
-            if item is _STOP:
-                return
+    def _flush(self) -> None:
+        """Run the queued functions now, then commit them in the committer thread.
 
-    def _commit_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]) -> None:
-        outcomes: list[tuple[Any, Any, BaseException | None]] = []
-        conn = self._conn
+        The commit's fsync is the one slow step, so it runs off the loop, which goes on
+        reading requests meanwhile; their writes make the next batch once this one is on disk.
+        """
+        self._flush_handle = None
+        if self._committing or not self._queue:
+            return
+        batch, self._queue = self._queue, []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for fn, fut in batch:
-                conn.execute("SAVEPOINT call")
-                try:
-                    result = fn(conn)
-                except HeartbeatdError as e:  # the caller's own refusal: undo just its part
-                    conn.execute("ROLLBACK TO call")
-                    outcomes.append((fut, None, e))
-                else:
-                    outcomes.append((fut, result, None))
-                conn.execute("RELEASE call")
-            conn.execute("COMMIT")
+            outcomes = self._run_batch_safely(batch)
+        except _Locked:
+            self._retry_later(batch)
+            return
+        self._locked_since = None
+        if not self._conn.in_transaction:  # nothing to commit: every outcome is an error
+            self._finish(outcomes)
+            return
+        self._committing = True
+        commit = self._loop.run_in_executor(self._committer, self._conn.execute, "COMMIT")
+        commit.add_done_callback(functools.partial(self._committed, outcomes))
+
+    def _committed(self, outcomes: list[Outcome], commit: asyncio.Future[Any]) -> None:
+        self._committing = False
+        error = commit.exception()
+        if error is not None:
+            self._rollback()
+            self._report_failure(str(error))
+            outcomes = [(fut, None, Unavailable()) for fut, _, _ in outcomes]
+        elif self._failing:
+            log.info("database writes work again")
+            self._failing = False
+        self._finish(outcomes)
+
+    def _finish(self, outcomes: list[Outcome]) -> None:
+        _resolve(outcomes)
+        if self._queue and self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _retry_later(self, batch: list[Call]) -> None:
+        now = self._loop.time()
+        if self._locked_since is None:
+            self._locked_since = now
+        if now - self._locked_since > LOCK_WAIT:
+            self._report_failure("database is locked by another process")
+            _resolve([(fut, None, Unavailable()) for _, fut in batch])
+            self._locked_since = None
+            return
+        self._queue[:0] = batch
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_later(LOCK_RETRY, self._flush)
+
+    def _run_batch_safely(self, batch: list[Call]) -> list[Outcome]:
+        """_run_batch, with every failure turned into outcomes (and the transaction closed)."""
+        try:
+            try:
+                return self._run_batch(batch, careful=False)
+            except _UndoNeeded:
+                # A function refused after it had written: redo the batch with a savepoint per
+                # function so only its part is undone. Savepoints cost ~40% of ping throughput,
+                # and refusals happen before any write, so this path is rare.
+                self._rollback()
+                return self._run_batch(batch, careful=True)
+        except sqlite3.OperationalError as e:
+            self._rollback()
+            if _is_locked(e):
+                raise _Locked from e
+            self._report_failure(str(e))
+            return [(fut, None, Unavailable()) for _, fut in batch]
         except sqlite3.Error as e:
             self._rollback()
-            self._report_failure(e)
-            outcomes = [(fut, None, Unavailable()) for _, fut in batch]
-        except BaseException as e:  # a bug in one function must not wedge every caller
+            self._report_failure(str(e))
+            return [(fut, None, Unavailable()) for _, fut in batch]
+        except Exception as e:  # a bug in one function must not wedge every caller
             self._rollback()
             log.exception("write failed")
-            outcomes = [(fut, None, e) for _, fut in batch]
-        else:
-            if self._failing:
-                log.info("database writes work again")
-                self._failing = False
-        self._call_soon(_resolve, outcomes)
+            return [(fut, None, e) for _, fut in batch]
 
-    def _call_soon(self, callback: Callable[..., None], *args: Any) -> None:
-        """Hand a result to the loop; after the loop has closed there is no one left to tell."""
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(callback, *args)
+    def _run_batch(self, batch: list[Call], careful: bool) -> list[Outcome]:
+        """Run every function in one open transaction; HeartbeatdError is an outcome."""
+        conn = self._conn
+        outcomes: list[Outcome] = []
+        conn.execute("BEGIN IMMEDIATE")
+        self._notice_external_change()  # under the write lock, so nothing can change after
+        for fn, fut in batch:
+            if careful:
+                conn.execute("SAVEPOINT call")
+            changes = conn.total_changes
+            try:
+                result = fn(conn)
+            except HeartbeatdError as e:  # the caller's own refusal
+                if careful:
+                    conn.execute("ROLLBACK TO call")
+                elif conn.total_changes != changes:
+                    raise _UndoNeeded from e
+                outcomes.append((fut, None, e))
+            else:
+                outcomes.append((fut, result, None))
+            if careful:
+                conn.execute("RELEASE call")
+        return outcomes
 
     def _rollback(self) -> None:
+        self.generation += 1
         if self._conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
 
-    def _report_failure(self, error: sqlite3.Error) -> None:
+    def _report_failure(self, error: str) -> None:
         """One log line when writes start failing, not one per ping."""
         if not self._failing:
             log.error("database write failed, answering 503 until it works: %s", error)
@@ -144,13 +224,23 @@ class Writer:
         except sqlite3.Error:
             return -1
 
+    def _poll_external_change(self) -> None:
+        if not self._committing:  # the connection is the committer thread's until it is done
+            self._notice_external_change()
+        self._poller = self._loop.call_later(POLL_EXTERNAL, self._poll_external_change)
+
     def _notice_external_change(self) -> None:
         """data_version on this connection moves only when another process (the CLI) commits."""
         version = self._read_data_version()
         if version != self._data_version:
             self._data_version = version
+            self.generation += 1
             if self._on_external_change is not None:
-                self._call_soon(self._on_external_change)
+                self._on_external_change()
+
+
+def _is_locked(error: sqlite3.OperationalError) -> bool:
+    return "locked" in str(error) or "busy" in str(error)
 
 
 def _resolve(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:

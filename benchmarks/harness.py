@@ -1,0 +1,109 @@
+"""What both benchmarks share: seeding a database, running the real daemon, reading /proc."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from heartbeatd.store import ByUuid, CheckDefinition, PingIn, Store
+
+CHUNK = 5000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def seed(db: Path, count: int, period: float, grace: float, last_ping: list[float] | None = None,
+         ) -> list[str]:  # fmt: skip
+    """Create `count` checks through the Store; if `last_ping` is given, ping check i at it."""
+
+    async def go() -> list[str]:
+        async with Store(str(db), retention=100) as store:
+            uuids: list[str] = []
+            for start in range(0, count, CHUNK):
+                batch = [
+                    store.add_check(
+                        CheckDefinition(name=f"job {i}", slug=f"job-{i}", period=period,
+                                        grace=grace), time.time(),
+                    )  # fmt: skip
+                    for i in range(start, min(count, start + CHUNK))
+                ]
+                uuids += [check.uuid for check in await asyncio.gather(*batch)]
+            if last_ping is not None:
+                for start in range(0, count, CHUNK):
+                    await asyncio.gather(*(
+                        store.record_ping(ByUuid(uuids[i]), SEED_PING, last_ping[i])
+                        for i in range(start, min(count, start + CHUNK))
+                    ))  # fmt: skip
+            return uuids
+
+    return asyncio.run(go())
+
+
+SEED_PING = PingIn(
+    action="success", exit_status=None, rid=None, method="GET", scheme="http",
+    remote_addr="127.0.0.1", ua="seed", body=b"", body_size=0,
+)  # fmt: skip
+
+
+def answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+    except urllib.error.HTTPError:
+        return True  # any HTTP answer means it is serving
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def process(command: list[str], port: int, cpu: int | None = 0, config: Path | None = None,
+            ) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
+    """Run a server pinned to one core, wait until it answers HTTP, SIGTERM it afterwards."""
+    pinned = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    env = {**os.environ, "HEARTBEATD_LISTEN": f"127.0.0.1:{port}"}
+    if config is not None:
+        env["HEARTBEATD_CONFIG"] = str(config)
+    proc = subprocess.Popen([*pinned, *command], env=env, stderr=subprocess.PIPE)
+    try:
+        give_up = time.monotonic() + 60
+        while not answers(f"http://127.0.0.1:{port}/ping/not-a-check"):
+            if proc.poll() is not None or time.monotonic() > give_up:
+                raise RuntimeError(f"{command} did not start: {proc.stderr.read().decode()}")
+            time.sleep(0.02)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def heartbeatd(db: Path) -> list[str]:
+    return [sys.executable, "-m", "heartbeatd", "serve", "--db", str(db)]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
