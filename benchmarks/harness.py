@@ -26,8 +26,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def seed(db: Path, count: int, period: float, grace: float, last_ping: list[float] | None = None,
-         ) -> list[str]:  # fmt: skip
+def seed(
+    db: Path,
+    count: int,
+    period: float,
+    grace: float,
+    last_ping: list[float] | None = None,
+) -> list[str]:
     """Create `count` checks through the Store; if `last_ping` is given, ping check i at it."""
 
     async def go() -> list[str]:
@@ -36,27 +41,38 @@ def seed(db: Path, count: int, period: float, grace: float, last_ping: list[floa
             for start in range(0, count, CHUNK):
                 batch = [
                     store.add_check(
-                        CheckDefinition(name=f"job {i}", slug=f"job-{i}", period=period,
-                                        grace=grace), time.time(),
-                    )  # fmt: skip
+                        CheckDefinition(
+                            name=f"job {i}", slug=f"job-{i}", period=period, grace=grace
+                        ),
+                        time.time(),
+                    )
                     for i in range(start, min(count, start + CHUNK))
                 ]
                 uuids += [check.uuid for check in await asyncio.gather(*batch)]
             if last_ping is not None:
                 for start in range(0, count, CHUNK):
-                    await asyncio.gather(*(
-                        store.record_ping(ByUuid(uuids[i]), SEED_PING, last_ping[i])
-                        for i in range(start, min(count, start + CHUNK))
-                    ))  # fmt: skip
+                    await asyncio.gather(
+                        *(
+                            store.record_ping(ByUuid(uuids[i]), SEED_PING, last_ping[i])
+                            for i in range(start, min(count, start + CHUNK))
+                        )
+                    )
             return uuids
 
     return asyncio.run(go())
 
 
 SEED_PING = PingIn(
-    action="success", exit_status=None, rid=None, method="GET", scheme="http",
-    remote_addr="127.0.0.1", ua="seed", body=b"", body_size=0,
-)  # fmt: skip
+    action="success",
+    exit_status=None,
+    rid=None,
+    method="GET",
+    scheme="http",
+    remote_addr="127.0.0.1",
+    ua="seed",
+    body=b"",
+    body_size=0,
+)
 
 
 def answers(url: str) -> bool:
@@ -70,8 +86,12 @@ def answers(url: str) -> bool:
 
 
 @contextmanager
-def process(command: list[str], port: int, cpu: int | None = 0, config: Path | None = None,
-            ) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
+def process(
+    command: list[str],
+    port: int,
+    cpu: int | None = 0,
+    config: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server pinned to one core, wait until it answers HTTP, SIGTERM it afterwards."""
     pinned = ["taskset", "-c", str(cpu)] if cpu is not None else []
     env = {**os.environ, "HEARTBEATD_LISTEN": f"127.0.0.1:{port}"}

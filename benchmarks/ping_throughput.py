@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import statistics
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,10 +47,24 @@ class Run:
 
 def wrk(port: int, connections: int, seconds: int, lua: Path, uuids: Path) -> Run:
     out = subprocess.run(
-        ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-         "-s", str(lua), f"http://127.0.0.1:{port}"],
-        capture_output=True, text=True, check=True, env={"UUIDS": str(uuids)},
-    ).stdout  # fmt: skip
+        [
+            "taskset",
+            "-c",
+            "1",
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(lua),
+            f"http://127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"UUIDS": str(uuids)},
+    ).stdout
     total = int(re.search(r"(\d+) requests in", out)[1])
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     latency = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
@@ -86,10 +100,14 @@ def main() -> None:
     uuids = seed(seeded, args.checks, period=86400, grace=3600)
     (work / "uuids").write_text("\n".join(uuids) + "\n")
     (work / "walk.lua").write_text(LUA)
-    print(f"{args.checks} checks, {args.rounds} rounds of {args.seconds}s per server, "
-          "wrk -t1 on core 1, servers on core 0")  # fmt: skip
-    print(f"{'conns':>5} {'server':<10} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'RSS MB':>6}  durability")  # fmt: skip
+    print(
+        f"{args.checks} checks, {args.rounds} rounds of {args.seconds}s per server, "
+        "wrk -t1 on core 1, servers on core 0"
+    )
+    print(
+        f"{'conns':>5} {'server':<10} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'RSS MB':>6}  durability"
+    )
     summary = []
     for connections in args.connections:
         ratios = []
@@ -112,8 +130,13 @@ def measure_bare(connections: int, seconds: int, work: Path) -> Run:
     return base
 
 
-def measure_heartbeatd(connections: int, seconds: int, work: Path, seeded: Path, round_: int,
-                       ) -> Run:  # fmt: skip
+def measure_heartbeatd(
+    connections: int,
+    seconds: int,
+    work: Path,
+    seeded: Path,
+    round_: int,
+) -> Run:
     db = work / f"run-{connections}-{round_}.db"
     shutil.copy(seeded, db)
     port = free_port()
@@ -122,9 +145,11 @@ def measure_heartbeatd(connections: int, seconds: int, work: Path, seeded: Path,
         rss = rss_mb(daemon.pid)
     found = pings_on_disk(db)
     lost = max(0, ours.answered - found)
-    print(f"{connections:>5} {'heartbeatd':<10} {ours.rate:>8.0f} {ours.p50:>7.2f} "
-          f"{ours.p99:>7.2f} {rss:>6.1f}  answered {ours.answered}, on disk {found}, "
-          f"lost {lost}")  # fmt: skip
+    print(
+        f"{connections:>5} {'heartbeatd':<10} {ours.rate:>8.0f} {ours.p50:>7.2f} "
+        f"{ours.p99:>7.2f} {rss:>6.1f}  answered {ours.answered}, on disk {found}, "
+        f"lost {lost}"
+    )
     return ours
 
 
