@@ -7,6 +7,7 @@ import io
 import pytest
 
 from heartbeatd import model
+from heartbeatd.store import Store
 from tests.conftest import Daemon
 
 RID = "6b1ac1b2-5d5c-4e0a-9a43-6a0e2c9d2f10"
@@ -232,3 +233,13 @@ async def test_a_paused_check_is_unpaused_by_a_ping(daemon: Daemon) -> None:
     await daemon.store.change_state(check.slug, model.pause, 0)
     await daemon.client.get(f"/ping/{check.uuid}")
     assert await status_of(daemon, check.uuid) == "up"
+
+
+async def test_a_rotation_by_another_process_is_seen_by_the_very_next_ping(daemon: Daemon) -> None:
+    """The daemon caches pinged checks; a CLI change must never be answered from stale memory."""
+    check = await daemon.add()
+    assert (await daemon.client.get(f"/ping/{check.uuid}")).status == 200  # now cached
+    async with Store(daemon.store.path) as cli:  # a second connection, as the CLI opens
+        rotated = await cli.rotate(check.uuid)
+    assert (await daemon.client.get(f"/ping/{check.uuid}")).status == 404
+    assert (await daemon.client.get(f"/ping/{rotated.uuid}")).status == 200

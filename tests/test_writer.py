@@ -1,0 +1,110 @@
+"""The group-commit writer: what callers are told is what is on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from heartbeatd import writer as writer_module
+from heartbeatd.errors import Conflict, Unavailable
+from heartbeatd.writer import Writer, connect
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[tuple[Writer, Path]]:
+    path = tmp_path / "w.db"
+    conn = connect(path)
+    conn.execute("CREATE TABLE t (v TEXT)")
+    writer = Writer(conn, asyncio.get_running_loop())
+    yield writer, path
+    await writer.close()
+
+
+def rows(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [v for (v,) in conn.execute("SELECT v FROM t ORDER BY rowid")]
+
+
+def insert(value: str):  # noqa: ANN201
+    return lambda conn: conn.execute("INSERT INTO t VALUES (?)", (value,)).rowcount
+
+
+async def test_concurrent_calls_are_all_on_disk_when_they_return(db) -> None:
+    writer, path = db
+    results = await asyncio.gather(*(writer.run(insert(str(i))) for i in range(500)))
+    assert results == [1] * 500
+    assert rows(path) == [str(i) for i in range(500)]
+
+
+async def test_a_refusal_after_writing_undoes_only_that_call(db) -> None:
+    writer, path = db
+
+    def write_then_refuse(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t VALUES ('refused')")
+        raise Conflict("no")
+
+    outcomes = await asyncio.gather(
+        writer.run(insert("a")), writer.run(write_then_refuse), writer.run(insert("b")),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert outcomes[0] == 1 and isinstance(outcomes[1], Conflict) and outcomes[2] == 1
+    assert rows(path) == ["a", "b"]
+
+
+async def test_a_lock_held_by_another_process_is_waited_for_without_blocking(db) -> None:
+    writer, path = db
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    pending = asyncio.ensure_future(writer.run(insert("after")))
+    await asyncio.sleep(0.1)  # the loop keeps running meanwhile: this sleep returns
+    assert not pending.done()
+    other.execute("COMMIT")
+    assert await pending == 1
+    assert rows(path) == ["after"]
+    other.close()
+
+
+async def test_a_lock_held_too_long_answers_unavailable(db, monkeypatch) -> None:
+    monkeypatch.setattr(writer_module, "LOCK_WAIT", 0.1)
+    writer, path = db
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(Unavailable):
+        await writer.run(insert("never"))
+    other.execute("ROLLBACK")
+    assert await writer.run(insert("later")) == 1
+    other.close()
+
+
+async def test_a_read_only_database_answers_unavailable_then_recovers(db) -> None:
+    writer, path = db
+    writer._conn.execute("PRAGMA query_only = ON")
+    with pytest.raises(Unavailable):
+        await writer.run(insert("x"))
+    writer._conn.execute("PRAGMA query_only = OFF")
+    assert await writer.run(insert("y")) == 1
+    assert rows(path) == ["y"]
+
+
+async def test_a_bug_in_one_call_fails_its_batch_without_wedging_the_writer(db) -> None:
+    writer, path = db
+
+    def broken(conn: sqlite3.Connection) -> None:
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        await writer.run(broken)
+    assert await writer.run(insert("fine")) == 1
+
+
+async def test_another_process_commit_moves_the_generation(db) -> None:
+    writer, path = db
+    before = writer.generation
+    with sqlite3.connect(path) as other:
+        other.execute("INSERT INTO t VALUES ('cli')")
+    await writer.run(insert("daemon"))  # the batch notices under the write lock
+    assert writer.generation > before
