@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -29,7 +29,7 @@ def rows(path: Path) -> list[str]:
         return [v for (v,) in conn.execute("SELECT v FROM t ORDER BY rowid")]
 
 
-def insert(value: str):  # noqa: ANN201
+def insert(value: str) -> Callable[[sqlite3.Connection], int]:
     return lambda conn: conn.execute("INSERT INTO t VALUES (?)", (value,)).rowcount
 
 
@@ -91,7 +91,7 @@ async def test_a_read_only_database_answers_unavailable_then_recovers(db) -> Non
 
 
 async def test_a_bug_in_one_call_fails_its_batch_without_wedging_the_writer(db) -> None:
-    writer, path = db
+    writer, _ = db
 
     def broken(conn: sqlite3.Connection) -> None:
         raise ZeroDivisionError
