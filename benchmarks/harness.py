@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -97,12 +98,14 @@ def process(
     env = {**os.environ, "HEARTBEATD_LISTEN": f"127.0.0.1:{port}"}
     if config is not None:
         env["HEARTBEATD_CONFIG"] = str(config)
-    proc = subprocess.Popen([*pinned, *command], env=env, stderr=subprocess.PIPE)
+    # stderr goes to a file: an unread pipe fills up and stalls a daemon that logs a lot.
+    log = tempfile.NamedTemporaryFile(prefix="hb-bench-", suffix=".log")  # noqa: SIM115
+    proc = subprocess.Popen([*pinned, *command], env=env, stderr=log)
     try:
         give_up = time.monotonic() + 60
         while not answers(f"http://127.0.0.1:{port}/ping/not-a-check"):
             if proc.poll() is not None or time.monotonic() > give_up:
-                raise RuntimeError(f"{command} did not start: {proc.stderr.read().decode()}")
+                raise RuntimeError(f"{command} did not start: {Path(log.name).read_text()}")
             time.sleep(0.02)
         yield proc
     finally:
@@ -111,6 +114,7 @@ def process(
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 def heartbeatd(db: Path) -> list[str]:

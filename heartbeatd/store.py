@@ -112,6 +112,8 @@ class OutboxItem:
     attempts: int
     flip: Flip
     check: Check
+    last_body: bytes  # of the check's newest ping, quoted in the message
+    down_since: float | None  # for an up event: when the outage began
 
 
 def _check(row: Sequence[Any]) -> Check:
@@ -480,17 +482,31 @@ class Store:
     # -- outbox --------------------------------------------------------------------------
 
     async def due_notifications(self, now: float, limit: int = 200) -> list[OutboxItem]:
+        """Pending notifications whose time has come, with what their message needs.
+
+        Read through the writer, not the reader: the dispatcher must never see a row as pending
+        after its delivery was recorded, or it would send it twice. Writer batches are ordered,
+        so this read sees every outcome recorded before it.
+        """
         sql = (
             "SELECT o.id, o.notifier, o.event, o.attempts, f.at, f.old_status, f.new_status, "
-            f"f.reason, f.detail, {', '.join('c.' + c.strip() for c in CHECK_COLUMNS.split(','))} "
+            "f.reason, f.detail, "
+            "(SELECT body FROM pings p WHERE p.check_id = c.id ORDER BY p.n DESC LIMIT 1), "
+            "CASE WHEN f.new_status = 'up' THEN (SELECT max(d.at) FROM flips d WHERE "
+            "d.check_id = c.id AND d.new_status = 'down' AND d.at <= f.at) END, "
+            f"{', '.join('c.' + c.strip() for c in CHECK_COLUMNS.split(','))} "
             "FROM outbox o JOIN flips f ON f.id = o.flip_id JOIN checks c ON c.id = f.check_id "
             "WHERE o.state = 'pending' AND o.next_attempt <= ? ORDER BY o.next_attempt LIMIT ?"
         )
-        async with self._reader.execute(sql, (now, limit)) as cur:
+
+        def read(conn: sqlite3.Connection) -> list[OutboxItem]:
             return [
-                OutboxItem(row[0], row[1], row[2], row[3], Flip(*row[4:9]), _check(row[9:]))
-                async for row in cur
-            ]
+                OutboxItem(row[0], row[1], row[2], row[3], Flip(*row[4:9]), _check(row[11:]),
+                           bytes(row[9] or b""), row[10])
+                for row in conn.execute(sql, (now, limit))
+            ]  # fmt: skip
+
+        return await self._writer.run(read)  # a read: no need to drop the ping cache
 
     async def next_notification_at(self) -> float | None:
         async with self._reader.execute(
@@ -498,19 +514,6 @@ class Store:
         ) as cur:
             row = await cur.fetchone()
         return row[0] if row else None
-
-    async def last_down_at(self, check_id: int, before: float) -> float | None:
-        """When the outage that an up flip at `before` ends began."""
-        sql = "SELECT max(at) FROM flips WHERE check_id = ? AND new_status = 'down' AND at <= ?"
-        async with self._reader.execute(sql, (check_id, before)) as cur:
-            row = await cur.fetchone()
-        return row[0] if row else None
-
-    async def last_body(self, check_id: int) -> bytes:
-        sql = "SELECT body FROM pings WHERE check_id = ? ORDER BY n DESC LIMIT 1"
-        async with self._reader.execute(sql, (check_id,)) as cur:
-            row = await cur.fetchone()
-        return bytes(row[0]) if row and row[0] else b""
 
     async def notification_sent(self, item_id: int, now: float) -> None:
         await self._write(

@@ -130,3 +130,20 @@ async def test_a_dead_target_does_not_hold_up_pings(start_daemon, unused_tcp_por
     for _ in range(20):
         assert (await daemon.client.get(f"/ping/{check.uuid}")).status == 200
     assert "Cannot connect" in (await outbox_states(daemon))[0][3]
+
+
+async def test_many_alerts_at_once_are_each_delivered_exactly_once(start_daemon, sink) -> None:
+    recorder, url = sink
+    daemon = await start_daemon(webhook_config(url))
+    checks = [await daemon.add(f"job-{i}", period=5.0, grace=1.0) for i in range(300)]
+    for check in checks:
+        await daemon.client.get(f"/ping/{check.uuid}")
+    await daemon.advance(7)
+    await eventually(lambda: len(recorder.received) >= 300)
+    await eventually(lambda: _all_sent(daemon, 300))
+    uuids = sorted(event["check"]["uuid"] for event in recorder.received)
+    assert uuids == sorted(check.uuid for check in checks)  # none twice, none missing
+
+
+async def _all_sent(daemon: Daemon, count: int) -> bool:
+    return [s[1] for s in await outbox_states(daemon)] == ["sent"] * count

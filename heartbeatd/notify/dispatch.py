@@ -14,7 +14,6 @@ import logging
 from collections.abc import Mapping
 
 from heartbeatd.clock import Clock
-from heartbeatd.model import Status
 from heartbeatd.notify import Event, Notifier, NotifyError
 from heartbeatd.store import OutboxItem, Store
 
@@ -23,7 +22,8 @@ log = logging.getLogger("heartbeatd.notify")
 BACKOFF_FIRST = 5.0
 BACKOFF_MAX = 3600.0
 MAX_ATTEMPTS = 20  # about 11 hours of trying before giving up
-PER_NOTIFIER = 4
+PER_NOTIFIER = 8  # deliveries at once per notifier
+REFILL_BELOW = 50  # read more due rows once fewer than this are in flight
 
 
 def retry_delay(attempts: int) -> float:
@@ -100,10 +100,11 @@ class Dispatcher:
             log.exception("recording notification %d failed", item.id)
         finally:
             self._in_flight.pop(item.id, None)
-            self._wake.set()
+            if len(self._in_flight) < REFILL_BELOW:
+                self._wake.set()
 
     async def _attempt(self, notifier: Notifier, item: OutboxItem) -> None:
-        event = await self._event(item)
+        event = self._event(item)
         started = self._clock.monotonic()
         try:
             await asyncio.wait_for(notifier.send(event), timeout=notifier.timeout)
@@ -128,15 +129,12 @@ class Dispatcher:
         log.warning("%s: %s for %s failed (attempt %d, next in %.0fs): %s", item.notifier,
                     item.event, item.check.slug, attempts, delay, text)  # fmt: skip
 
-    async def _event(self, item: OutboxItem) -> Event:
-        down_since = None
-        if item.flip.new == Status.UP:
-            down_since = await self._store.last_down_at(item.check.id, item.flip.at)
+    def _event(self, item: OutboxItem) -> Event:
         return Event(
             kind=item.event,
             check=item.check,
             flip=item.flip,
             ping_url=f"{self._site_url}/ping/{item.check.uuid}",
-            down_since=down_since,
-            last_body=await self._store.last_body(item.check.id),
+            down_since=item.down_since,
+            last_body=item.last_body,
         )
