@@ -169,7 +169,7 @@ def load_config(path: Path | None, env: Mapping[str, str], flags: Mapping[str, s
             values[key] = _setting(key, value, str(path), lines.line(None, key))
         if "db" in values:  # a relative db in a file is relative to the file, not the cwd
             values["db"] = str(path.parent / values["db"])
-        notifiers = tuple(_notifiers(document.get("notifier", []), path, lines))
+        notifiers = tuple(_notifiers(document.get("notifier", []), path, lines, env))
         checks = tuple(_checks(document.get("check", []), path, lines, notifiers))
     for key in SETTINGS:
         variable = f"HEARTBEATD_{key.upper()}"
@@ -262,7 +262,38 @@ def _tables(value: object, path: Path, lines: Lines, name: str) -> list[dict[str
     return value
 
 
-def _notifiers(value: object, path: Path, lines: Lines) -> list[NotifierSpec]:
+def _resolve_secrets(
+    options: dict[str, object], directory: Path, env: Mapping[str, str]
+) -> dict[str, object]:
+    """`password_file = "/run/secrets/smtp"` or `token_env = "NTFY_TOKEN"` becomes `password`
+    or `token`, read from the file (relative to the config's directory) or the environment,
+    so secrets need not sit in a config file that is often world-readable or in git."""
+    resolved = dict(options)
+    for key, value in options.items():
+        base, _, source = key.rpartition("_")
+        if source not in ("file", "env") or not base:
+            continue
+        if not isinstance(value, str):
+            raise _KeyError(key, f"expected a string, got {value!r}")
+        if base in resolved:
+            raise _KeyError(key, f"give {base} or {key}, not both")
+        if source == "file":
+            try:
+                secret = (directory / value).read_text(encoding="utf-8").rstrip("\n")
+            except (OSError, UnicodeDecodeError) as e:
+                raise _KeyError(key, f"cannot read {value}: {e}") from None
+        elif value in env:
+            secret = env[value]
+        else:
+            raise _KeyError(key, f"environment variable {value} is not set")
+        del resolved[key]
+        resolved[base] = secret
+    return resolved
+
+
+def _notifiers(
+    value: object, path: Path, lines: Lines, env: Mapping[str, str]
+) -> list[NotifierSpec]:
     specs: list[NotifierSpec] = []
     for index, table in enumerate(_tables(value, path, lines, "notifier")):
         at = lines.table("notifier", index)
@@ -286,6 +317,10 @@ def _notifiers(value: object, path: Path, lines: Lines) -> list[NotifierSpec]:
         except ValueError as e:
             raise fail("tags", str(e)) from None
         options = {k: v for k, v in table.items() if k not in ("name", "type", "default", "tags")}
+        try:
+            options = _resolve_secrets(options, path.parent, env)
+        except _KeyError as e:
+            raise fail(e.key, e.message) from None
         specs.append(NotifierSpec(name, kind, default, tags, options, str(path), at))
     return specs
 

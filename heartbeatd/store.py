@@ -113,7 +113,9 @@ class OutboxItem:
     flip: Flip
     check: Check
     last_body: bytes  # of the check's newest ping, quoted in the message
+    exit_status: int | None  # of the check's newest ping
     down_since: float | None  # for an up event: when the outage began
+    flip_id: int
 
 
 def _check(row: Sequence[Any]) -> Check:
@@ -492,8 +494,9 @@ class Store:
             "SELECT o.id, o.notifier, o.event, o.attempts, f.at, f.old_status, f.new_status, "
             "f.reason, f.detail, "
             "(SELECT body FROM pings p WHERE p.check_id = c.id ORDER BY p.n DESC LIMIT 1), "
+            "(SELECT exit_status FROM pings p WHERE p.check_id = c.id ORDER BY p.n DESC LIMIT 1), "
             "CASE WHEN f.new_status = 'up' THEN (SELECT max(d.at) FROM flips d WHERE "
-            "d.check_id = c.id AND d.new_status = 'down' AND d.at <= f.at) END, "
+            "d.check_id = c.id AND d.new_status = 'down' AND d.at <= f.at) END, o.flip_id, "
             f"{', '.join('c.' + c.strip() for c in CHECK_COLUMNS.split(','))} "
             "FROM outbox o JOIN flips f ON f.id = o.flip_id JOIN checks c ON c.id = f.check_id "
             "WHERE o.state = 'pending' AND o.next_attempt <= ? ORDER BY o.next_attempt LIMIT ?"
@@ -501,8 +504,8 @@ class Store:
 
         def read(conn: sqlite3.Connection) -> list[OutboxItem]:
             return [
-                OutboxItem(row[0], row[1], row[2], row[3], Flip(*row[4:9]), _check(row[11:]),
-                           bytes(row[9] or b""), row[10])
+                OutboxItem(row[0], row[1], row[2], row[3], Flip(*row[4:9]), _check(row[13:]),
+                           bytes(row[9] or b""), row[10], row[11], row[12])
                 for row in conn.execute(sql, (now, limit))
             ]  # fmt: skip
 

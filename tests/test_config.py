@@ -144,3 +144,27 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
 def test_keys_inside_multiline_strings_do_not_confuse_line_numbers(tmp_path: Path) -> None:
     text = '[[check]]\nname = "a"\ndesc = """\nperiod = 5\n"""\nperiod = "0s"\n'
     assert error(tmp_path, text).startswith("6: period:")
+
+
+def test_notifier_secrets_come_from_files_and_environment(tmp_path: Path) -> None:
+    (tmp_path / "smtp-password").write_text("hunter2\n")
+    path = write(
+        tmp_path,
+        '[[notifier]]\nname = "mail"\ntype = "email"\npassword_file = "smtp-password"\n'
+        'token_env = "HB_TOKEN"\n',
+    )
+    (mail,) = load_config(path, {"HB_TOKEN": "t0ken"}, {}).notifiers
+    assert mail.options == {"password": "hunter2", "token": "t0ken"}
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ('password_file = "missing"\n', "4: password_file: cannot read missing"),
+        ('token_env = "NOT_SET_ANYWHERE"\n', "4: token_env: environment variable NOT_SET"),
+        ('password = "x"\npassword_file = "f"\n', "5: password_file: give password or"),
+    ],
+)
+def test_secret_mistakes_name_the_key(tmp_path: Path, table: str, expected: str) -> None:
+    text = f'[[notifier]]\nname = "mail"\ntype = "email"\n{table}'
+    assert error(tmp_path, text).startswith(expected)

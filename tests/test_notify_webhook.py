@@ -96,7 +96,8 @@ async def test_it_retries_a_5xx_with_backoff_until_delivered(start_daemon, sink)
     await go_down(daemon)
     await eventually(lambda: len(recorder.received) == 1)
     await eventually(lambda: _attempts(daemon, 1))
-    assert (await outbox_states(daemon))[0][3] == f"HTTP 500 from {url}"
+    host = url.split("/")[2]
+    assert (await outbox_states(daemon))[0][3] == f"HTTP 500 from {host}"  # never the full URL
     daemon.clock.advance(5)  # first retry after 5 s
     await eventually(lambda: len(recorder.received) == 2)
     daemon.clock.advance(10)  # then 10 s
@@ -129,7 +130,7 @@ async def test_a_dead_target_does_not_hold_up_pings(start_daemon, unused_tcp_por
     await eventually(lambda: _attempts(daemon, 1))
     for _ in range(20):
         assert (await daemon.client.get(f"/ping/{check.uuid}")).status == 200
-    assert "Cannot connect" in (await outbox_states(daemon))[0][3]
+    assert "cannot connect to 127.0.0.1:" in (await outbox_states(daemon))[0][3]
 
 
 async def test_many_alerts_at_once_are_each_delivered_exactly_once(start_daemon, sink) -> None:

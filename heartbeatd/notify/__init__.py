@@ -7,7 +7,7 @@ raises NotifyError. It never touches the database: the dispatcher records every 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from heartbeatd.config import Config
 from heartbeatd.durations import format_elapsed
 from heartbeatd.model import Check, Flip
+from heartbeatd.notify.options import OptionError
 from heartbeatd.schedule import describe
 
 GROUP = "heartbeatd.notifiers"
@@ -29,15 +30,6 @@ class NotifyError(Exception):
         self.permanent = permanent
 
 
-class OptionError(Exception):
-    """A notifier option is wrong; the loader turns it into FILE:LINE: key: message."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
-        self.message = message
-
-
 def iso(moment: float | None) -> str | None:
     if moment is None:
         return None
@@ -46,18 +38,38 @@ def iso(moment: float | None) -> str | None:
 
 @dataclass(frozen=True)
 class Event:
-    """A down or up notification, with what a person needs to act on it."""
+    """One notification, with what a person needs to act on it.
 
-    kind: str  # "down" or "up"
+    `kind` is "down", "up", or "test" (from `heartbeatd notify test`).
+    """
+
+    kind: str
     check: Check
     flip: Flip
-    ping_url: str
+    site_url: str
+    flip_id: int = 0
     down_since: float | None = None  # for "up": when the outage began
     last_body: bytes = b""
+    exit_status: int | None = None  # of the last ping, when it carried one
+
+    @property
+    def ping_url(self) -> str:
+        return f"{self.site_url}/ping/{self.check.uuid}"
+
+    @property
+    def check_url(self) -> str:
+        return f"{self.site_url}/checks/{self.check.uuid}"
+
+    @property
+    def key(self) -> str:
+        """The same for every attempt at this notification: an idempotency key for services."""
+        return f"heartbeatd-{self.flip_id}-{self.kind}"
 
     @property
     def summary(self) -> str:
         name = self.check.name or self.check.slug
+        if self.kind == "test":
+            return f"Test notification from heartbeatd for {name}"
         if self.kind == "down":
             why = f" ({self.flip.detail})" if self.flip.detail else f" ({self.flip.reason})"
             return f"{name} is DOWN{why}"
@@ -66,23 +78,48 @@ class Event:
             lasted = f" after {format_elapsed(self.flip.at - self.down_since)} down"
         return f"{name} is UP again{lasted}"
 
+    def output_tail(self, limit: int = 500) -> str:
+        """The end of the last ping's body (the job's output), as text."""
+        return self.last_body[-limit:].decode("utf-8", "replace")
+
+    def text(self, body_limit: int = 500) -> str:
+        """A plain-text message body: what happened, when, the schedule, the output, a link."""
+        c = self.check
+        lines = [self.summary, ""]
+        if c.desc:
+            lines.append(c.desc)
+        lines.append(f"Schedule: {describe(c.schedule)}, grace {format_elapsed(c.grace)}")
+        lines.append(f"Last ping: {_when(c.last_ping)}")
+        if self.kind == "down":
+            lines.append(f"Down since: {_when(self.flip.at)}")
+        if c.tags:
+            lines.append(f"Tags: {c.tags}")
+        tail = self.output_tail(body_limit).strip()
+        if tail:
+            lines += ["", "Last output:", tail]
+        lines += ["", self.check_url]
+        return "\n".join(lines)
+
     def as_dict(self) -> dict[str, Any]:
         c = self.check
         return {
             "event": self.kind,
             "summary": self.summary,
+            "key": self.key,
             "check": {
                 "uuid": c.uuid,
                 "name": c.name,
                 "slug": c.slug,
                 "tags": c.tags,
                 "desc": c.desc,
+                "status": str(self.flip.new),
                 "schedule": describe(c.schedule),
                 "grace": c.grace,
                 "last_ping": iso(c.last_ping),
                 "last_duration": c.last_duration,
                 "n_pings": c.n_pings,
                 "ping_url": self.ping_url,
+                "url": self.check_url,
             },
             "flip": {
                 "at": iso(self.flip.at),
@@ -92,8 +129,14 @@ class Event:
                 "detail": self.flip.detail,
             },
             "down_since": iso(self.down_since),
-            "last_body_tail": self.last_body[-1000:].decode("utf-8", "replace"),
+            "last_body_tail": self.output_tail(1000),
         }
+
+
+def _when(moment: float | None) -> str:
+    if moment is None:
+        return "never"
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class Notifier(Protocol):
@@ -112,27 +155,32 @@ class NotifierKind(Protocol):
         """Build a notifier from its config table; raise OptionError for a bad option."""
 
 
-def notifier_kinds() -> dict[str, NotifierKind]:
-    return {ep.name: ep.load() for ep in entry_points(group=GROUP)}
+def notifier_kind(name: str) -> NotifierKind | None:
+    """The class registered under `name`, imported only when a config uses it."""
+    for ep in entry_points(group=GROUP, name=name):
+        try:
+            return ep.load()  # type: ignore[no-any-return]
+        except ImportError as e:
+            raise OptionError("type", f"the {name} notifier cannot load: {e}") from e
+    return None
 
 
 def build_notifiers(config: Config) -> dict[str, Notifier]:
     """Every notifier the config declares, validated now so mistakes stop start-up."""
-    kinds = notifier_kinds()
     built: dict[str, Notifier] = {}
     for spec in config.notifiers:
-        kind = kinds.get(spec.type)
-        if kind is None:
-            known = ", ".join(sorted(kinds))
-            raise config.notifier_error(spec, "type", f"unknown type {spec.type!r}; known: {known}")
         try:
+            kind = notifier_kind(spec.type)
+            if kind is None:
+                known = ", ".join(sorted(ep.name for ep in entry_points(group=GROUP)))
+                raise OptionError("type", f"unknown type {spec.type!r}; known: {known}")
             built[spec.name] = kind(spec.name, spec.options)
         except OptionError as e:
             raise config.notifier_error(spec, e.key, e.message) from e
     return built
 
 
-def make_router(config: Config) -> Any:
+def make_router(config: Config) -> Callable[[Check], Sequence[str]]:
     """Which notifiers a check's flips go to: its own list, else the defaults and tag routes."""
     defaults = [n.name for n in config.notifiers if n.default]
     by_tag = [(n.name, set(n.tags)) for n in config.notifiers if n.tags and not n.default]
@@ -144,13 +192,3 @@ def make_router(config: Config) -> Any:
         return defaults + [name for name, wanted in by_tag if wanted & tags]
 
     return route
-
-
-def option(options: Mapping[str, object], key: str, kind: type, default: Any = None) -> Any:
-    """One option of the expected type, or OptionError naming it."""
-    value = options.get(key, default)
-    if value is None or (kind is float and isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
-        raise OptionError(key, f"expected {kind.__name__}, got {type(value).__name__}")
-    return value

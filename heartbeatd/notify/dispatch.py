@@ -134,7 +134,9 @@ class Dispatcher:
             kind=item.event,
             check=item.check,
             flip=item.flip,
-            ping_url=f"{self._site_url}/ping/{item.check.uuid}",
+            site_url=self._site_url,
+            flip_id=item.flip_id,
             down_since=item.down_since,
             last_body=item.last_body,
+            exit_status=item.exit_status,
         )

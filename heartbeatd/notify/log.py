@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from heartbeatd.notify import Event, OptionError
+from heartbeatd.notify import Event
+from heartbeatd.notify.options import Options
 
 log = logging.getLogger("heartbeatd.alert")
 
@@ -14,8 +15,7 @@ class LogNotifier:
     timeout = 5.0
 
     def __init__(self, name: str, options: Mapping[str, object]) -> None:
-        for key in options:
-            raise OptionError(key, "the log notifier takes no options")
+        Options("log", options).done()
         self.name = name
 
     async def send(self, event: Event) -> None:

@@ -1,57 +1,93 @@
-"""The `webhook` notifier: POST the event as JSON to a URL.
+"""The `webhook` notifier: an HTTP request per event, JSON by default or from templates.
 
-Statuses decide retries: 2xx is delivered; 408, 429 and 5xx are retried; any other 4xx means the
-request itself is wrong and will stay wrong, so it is not retried.
+Without templates it POSTs Event.as_dict() as JSON. `body_down` / `body_up` replace the body
+with text in which `$name`, `$slug`, `$uuid`, `$status`, `$tags`, `$summary`, `$body`,
+`$exit_status`, `$duration`, `$time`, `$event` and `$url` are filled in (string.Template
+syntax: `${name}` works too, `$$` is a dollar). Values are JSON-escaped when the body is JSON
+(a Content-Type header naming json, or a template that starts with { or [), URL-encoded in the
+URL. With `secret`, the body is signed: X-Heartbeatd-Signature: sha256=<hex HMAC>.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from string import Template
+from urllib.parse import quote
 
-import aiohttp
+from heartbeatd.notify import Event, iso
+from heartbeatd.notify.http import HttpNotifier
+from heartbeatd.notify.options import OptionError, Options
 
-from heartbeatd.durations import parse_duration
-from heartbeatd.notify import Event, NotifyError, OptionError, option
-
-RETRIED = {408, 425, 429}
-KNOWN = {"url", "timeout", "headers"}
+SIGNATURE_HEADER = "X-Heartbeatd-Signature"
 
 
-class WebhookNotifier:
+class WebhookNotifier(HttpNotifier):
     def __init__(self, name: str, options: Mapping[str, object]) -> None:
-        for key in options:
-            if key not in KNOWN:
-                raise OptionError(key, f"unknown option; webhook takes {', '.join(sorted(KNOWN))}")
-        url = option(options, "url", str)
-        if not url or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-            raise OptionError("url", "required: an http:// or https:// URL")
-        try:
-            self.timeout = parse_duration(options.get("timeout", "10s"))  # type: ignore[arg-type]
-        except ValueError as e:
-            raise OptionError("timeout", str(e)) from e
-        headers = option(options, "headers", dict, {})
-        if not all(isinstance(v, str) for v in headers.values()):
-            raise OptionError("headers", "every header value must be a string")
+        read = Options("webhook", options)
         self.name = name
-        self.url = url
-        self.headers = {"User-Agent": "heartbeatd", **headers}
-        self._session: aiohttp.ClientSession | None = None
+        self.url = Template(read.url("url"))
+        self.method = read.choice("method", ("POST", "PUT", "PATCH", "GET"), "POST")
+        self.timeout = read.duration("timeout", 10.0)
+        self.headers: dict[str, str] = read.str_dict("headers", {})
+        self.templates = {
+            "down": _template(read, "body_down"),
+            "up": _template(read, "body_up"),
+        }
+        self.secret: str | None = read.str("secret", None)
+        read.done()
 
     async def send(self, event: Event) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(headers=self.headers)
-        try:
-            async with self._session.post(
-                self.url, json=event.as_dict(), timeout=aiohttp.ClientTimeout(total=self.timeout)
-            ) as response:
-                if 200 <= response.status < 300:
-                    return
-                permanent = response.status < 500 and response.status not in RETRIED
-                raise NotifyError(f"HTTP {response.status} from {self.url}", permanent=permanent)
-        except aiohttp.ClientError as e:
-            raise NotifyError(f"{type(e).__name__}: {e}") from e
+        values = placeholders(event)
+        url = self.url.safe_substitute({k: quote(v, safe="") for k, v in values.items()})
+        template = self.templates.get(event.kind)
+        headers = dict(self.headers)
+        if template is None:
+            body = json.dumps(event.as_dict()).encode()
+            headers.setdefault("Content-Type", "application/json")
+        else:
+            if self._is_json(template):
+                values = {k: json.dumps(v)[1:-1] for k, v in values.items()}
+            body = template.safe_substitute(values).encode()
+        if self.secret is not None:
+            digest = hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+            headers[SIGNATURE_HEADER] = f"sha256={digest}"
+        data = None if self.method == "GET" else body
+        await self.request(self.method, url, data=data, headers=headers)
 
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+    def _is_json(self, template: Template) -> bool:
+        content_type = next(
+            (v for k, v in self.headers.items() if k.lower() == "content-type"), ""
+        )
+        return "json" in content_type.lower() or template.template.lstrip()[:1] in ("{", "[")
+
+
+def _template(read: Options, key: str) -> Template | None:
+    text = read.str(key, None)
+    if text is None:
+        return None
+    template = Template(text)
+    if not template.is_valid():
+        raise OptionError(key, "a '$' must start a placeholder like $name or be written $$")
+    return template
+
+
+def placeholders(event: Event) -> dict[str, str]:
+    check = event.check
+    duration = check.last_duration
+    return {
+        "event": event.kind,
+        "name": check.name,
+        "slug": check.slug,
+        "uuid": check.uuid,
+        "status": str(event.flip.new),
+        "tags": check.tags,
+        "summary": event.summary,
+        "body": event.output_tail(10_000),
+        "exit_status": "" if event.exit_status is None else str(event.exit_status),
+        "duration": "" if duration is None else f"{duration:.3f}",
+        "time": iso(event.flip.at) or "",
+        "url": event.check_url,
+    }
