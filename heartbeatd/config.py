@@ -63,6 +63,7 @@ class Config:
     ping_retention: int = 100
     trusted_proxies: tuple[Network, ...] = ()
     startup_grace: float | None = None
+    enable_shell: bool = False
     checks: tuple[CheckDefinition, ...] = ()
     notifiers: tuple[NotifierSpec, ...] = (IMPLICIT_LOG,)
     source: str | None = None
@@ -130,6 +131,14 @@ def _networks(value: object) -> tuple[Network, ...]:
         raise ValueError(f"expected addresses or networks like '10.0.0.0/8': {e}") from None
 
 
+def _flag(value: object) -> bool:
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
 def _duration(value: object) -> float:
     if not isinstance(value, str | int | float):
         raise ValueError(f"expected a duration like '5m', got {value!r}")
@@ -144,6 +153,7 @@ SETTINGS: dict[str, Callable[[object], Any]] = {
     "ping_retention": _bounded_int(1, 100_000),
     "trusted_proxies": _networks,
     "startup_grace": _duration,
+    "enable_shell": _flag,
 }
 TABLES = ("check", "notifier")
 
@@ -170,6 +180,7 @@ def load_config(path: Path | None, env: Mapping[str, str], flags: Mapping[str, s
         if "db" in values:  # a relative db in a file is relative to the file, not the cwd
             values["db"] = str(path.parent / values["db"])
         notifiers = tuple(_notifiers(document.get("notifier", []), path, lines, env))
+        _refuse_shell_unless_enabled(notifiers, values.get("enable_shell", False))
         checks = tuple(_checks(document.get("check", []), path, lines, notifiers))
     for key in SETTINGS:
         variable = f"HEARTBEATD_{key.upper()}"
@@ -185,6 +196,15 @@ def load_config(path: Path | None, env: Mapping[str, str], flags: Mapping[str, s
         notifiers=notifiers or (IMPLICIT_LOG,),
         source=str(path) if path else None,
     )
+
+
+def _refuse_shell_unless_enabled(notifiers: tuple[NotifierSpec, ...], enabled: bool) -> None:
+    """Shell notifiers run commands as the daemon's user: an explicit opt-in, as Healthchecks'
+    SHELL_ENABLED, so a config written by a less trusted hand cannot start one by accident."""
+    for spec in notifiers:
+        if spec.type == "shell" and not enabled:
+            line = spec.lines.get("type", spec.lines.get(""))
+            raise ConfigError(spec.file, line, "type", "shell notifiers need enable_shell = true")
 
 
 def default_site_url(listen: str) -> str:

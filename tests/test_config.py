@@ -121,6 +121,7 @@ def test_the_example_config_loads_and_documents_every_setting() -> None:
         ('[[notifier]]\ntype = "log"\n', "1: name: required"),
         ('[[notifier]]\nname = "x"\ntype = "log"\ndefault = "yes"\n', "4: default: expected"),
         ('[check]\nname = "a"\n', "1: check: write tables as [[check]]"),
+        ('[[notifier]]\nname = "x"\ntype = "shell"\n', "3: type: shell notifiers need"),
     ],
 )
 def test_mistakes_name_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
