@@ -32,7 +32,8 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     notifiers = build_notifiers(config)  # config mistakes surface before anything starts
     store = Store(config.db, config.ping_retention, lambda: monitor.request_resync())
     store.router = make_router(config)
-    dispatcher = Dispatcher(store, notifiers, app[CLOCK], config.site_url)
+    policies = {spec.name: spec for spec in config.notifiers}
+    dispatcher = Dispatcher(store, notifiers, app[CLOCK], config.site_url, policies)
     monitor = Monitor(store, app[CLOCK], config.startup_grace, dispatcher.wake)
     app[STORE], app[MONITOR], app[DISPATCHER] = store, monitor, dispatcher
 

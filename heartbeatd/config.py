@@ -47,6 +47,9 @@ class NotifierSpec:
     default: bool = False
     tags: tuple[str, ...] = ()
     options: Mapping[str, object] = field(default_factory=dict)
+    events: tuple[str, ...] = ("down", "up")  # which events it is told of
+    repeat: float | None = None  # remind every so often while a check stays down
+    retry_for: float = 86400.0  # keep retrying a failed delivery this long
     file: str = "default"
     lines: Mapping[str, int] = field(default_factory=dict)
 
@@ -336,13 +339,41 @@ def _notifiers(
             tags = _tag_list(table.get("tags", []))
         except ValueError as e:
             raise fail("tags", str(e)) from None
-        options = {k: v for k, v in table.items() if k not in ("name", "type", "default", "tags")}
+        try:
+            events = _events(table.get("events", ["down", "up"]))
+        except ValueError as e:
+            raise fail("events", str(e)) from None
+        timing = {}
+        for key, low in (("repeat", 60.0), ("retry_for", 0.0)):
+            if key in table:
+                try:
+                    timing[key] = parse_bounded_duration(table[key], low, 30 * 86400.0)
+                except ValueError as e:
+                    raise fail(key, str(e)) from None
+        if "repeat" in timing and "repeat" not in events:
+            events = (*events, "repeat")
+        options = {k: v for k, v in table.items() if k not in NOTIFIER_KEYS}
         try:
             options = _resolve_secrets(options, path.parent, env)
         except _KeyError as e:
             raise fail(e.key, e.message) from None
-        specs.append(NotifierSpec(name, kind, default, tags, options, str(path), at))
+        specs.append(
+            NotifierSpec(name, kind, default, tags, options, events=events, file=str(path),
+                         lines=at, **timing)
+        )  # fmt: skip
     return specs
+
+
+NOTIFIER_KEYS = ("name", "type", "default", "tags", "events", "repeat", "retry_for")
+EVENTS = ("down", "up", "repeat")
+
+
+def _events(value: object) -> tuple[str, ...]:
+    names = _tag_list(value)
+    for name in names:
+        if name not in EVENTS:
+            raise ValueError(f"unknown event {name!r}; events are {', '.join(EVENTS)}")
+    return names
 
 
 CHECK_KEYS = tuple(f.name for f in fields(CheckDefinition))

@@ -86,6 +86,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_pending ON outbox (next_attempt) WHERE state = 'pending';
     CREATE INDEX outbox_flip ON outbox (flip_id);
     """,
+    # 2: when each outbox row was written, so retries can stop a fixed time after it; rows
+    # may now also be 'cancelled' (a reminder whose outage ended) and of event 'repeat'
+    """
+    ALTER TABLE outbox ADD COLUMN created REAL NOT NULL DEFAULT 0;
+    UPDATE outbox SET created = next_attempt;
+    """,
 )
 
 

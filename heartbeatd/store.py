@@ -47,7 +47,7 @@ DEFINITION_COLUMNS = (
 # Auto-provisioned checks (?create=1) get Healthchecks' defaults: a day's period, an hour's grace.
 AUTO_PERIOD, AUTO_GRACE = 86400.0, 3600.0
 
-Router = Callable[[Check], Sequence[str]]
+Router = Callable[[Check, str], Sequence[str]]  # (check, event) -> notifier names
 T = TypeVar("T")
 CACHE_LIMIT = 50_000  # checks kept in memory for pings; ~25 MB at the limit
 
@@ -116,6 +116,8 @@ class OutboxItem:
     exit_status: int | None  # of the check's newest ping
     down_since: float | None  # for an up event: when the outage began
     flip_id: int
+    created: float  # when the row was written: retries stop retry_for after it
+    flip_is_latest: bool  # no status change since its flip: a reminder still applies
 
 
 def _check(row: Sequence[Any]) -> Check:
@@ -155,7 +157,7 @@ class Store:
     ) -> None:
         self.path = path
         self.retention = retention
-        self.router: Router = lambda check: ()
+        self.router: Router = lambda check, event: ()
         self._on_external_change = on_external_change
         self._cache: dict[str, Check] = {}
         self._cache_generation = -1
@@ -287,11 +289,12 @@ class Store:
         )
         if not flip.notifies:
             return False
-        names = self.router(check)
         event = "down" if flip.new == model.Status.DOWN else "up"
+        names = self.router(check, event)
         conn.executemany(
-            "INSERT INTO outbox (flip_id, notifier, event, next_attempt) VALUES (?, ?, ?, ?)",
-            [(cursor.lastrowid, name, event, now) for name in names],
+            "INSERT INTO outbox (flip_id, notifier, event, next_attempt, created) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(cursor.lastrowid, name, event, now, now) for name in names],
         )
         return bool(names)
 
@@ -497,6 +500,7 @@ class Store:
             "(SELECT exit_status FROM pings p WHERE p.check_id = c.id ORDER BY p.n DESC LIMIT 1), "
             "CASE WHEN f.new_status = 'up' THEN (SELECT max(d.at) FROM flips d WHERE "
             "d.check_id = c.id AND d.new_status = 'down' AND d.at <= f.at) END, o.flip_id, "
+            "o.created, (SELECT max(l.id) FROM flips l WHERE l.check_id = c.id) = f.id, "
             f"{', '.join('c.' + c.strip() for c in CHECK_COLUMNS.split(','))} "
             "FROM outbox o JOIN flips f ON f.id = o.flip_id JOIN checks c ON c.id = f.check_id "
             "WHERE o.state = 'pending' AND o.next_attempt <= ? ORDER BY o.next_attempt LIMIT ?"
@@ -504,8 +508,9 @@ class Store:
 
         def read(conn: sqlite3.Connection) -> list[OutboxItem]:
             return [
-                OutboxItem(row[0], row[1], row[2], row[3], Flip(*row[4:9]), _check(row[13:]),
-                           bytes(row[9] or b""), row[10], row[11], row[12])
+                OutboxItem(row[0], row[1], row[2], row[3], Flip(*row[4:9]), _check(row[15:]),
+                           bytes(row[9] or b""), row[10], row[11], row[12], row[13],
+                           bool(row[14]))
                 for row in conn.execute(sql, (now, limit))
             ]  # fmt: skip
 
@@ -524,6 +529,25 @@ class Store:
                 "UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = ?, "
                 "last_error = '' WHERE id = ?",
                 (now, item_id),
+            )
+        )
+
+    async def schedule_reminder(self, item: OutboxItem, at: float, now: float) -> None:
+        """Another `repeat` row for the same outage, due at `at`."""
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO outbox (flip_id, notifier, event, next_attempt, created) "
+                "VALUES (?, ?, 'repeat', ?, ?)",
+                (item.flip_id, item.notifier, at, now),
+            )
+        )
+
+    async def notification_cancelled(self, item_id: int, why: str) -> None:
+        """A reminder whose outage has ended: never sent."""
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE outbox SET state = 'cancelled', last_error = ? WHERE id = ?",
+                (why, item_id),
             )
         )
 

@@ -34,7 +34,7 @@ async def sink(aiohttp_server: Any) -> tuple[Sink, str]:
     return recorder, str(server.make_url("/hook"))
 
 
-def webhook_config(url: str) -> str:
+def webhook_config(url: str, extra: str = "") -> str:
     return f"""
 [[notifier]]
 name = "hook"
@@ -43,6 +43,7 @@ url = "{url}"
 timeout = "5s"
 default = true
 headers = {{ Authorization = "Bearer s3cret" }}
+{extra}
 """
 
 
@@ -98,9 +99,9 @@ async def test_it_retries_a_5xx_with_backoff_until_delivered(start_daemon, sink)
     await eventually(lambda: _attempts(daemon, 1))
     host = url.split("/")[2]
     assert (await outbox_states(daemon))[0][3] == f"HTTP 500 from {host}"  # never the full URL
-    daemon.clock.advance(5)  # first retry after 5 s
+    daemon.clock.advance(6)  # first retry after 5 s ± 20 %
     await eventually(lambda: len(recorder.received) == 2)
-    daemon.clock.advance(10)  # then 10 s
+    daemon.clock.advance(12)  # then 10 s ± 20 %
     await eventually(lambda: len(recorder.received) == 3)
     await eventually(lambda: _sent(daemon))
 
@@ -148,3 +149,58 @@ async def test_many_alerts_at_once_are_each_delivered_exactly_once(start_daemon,
 
 async def _all_sent(daemon: Daemon, count: int) -> bool:
     return [s[1] for s in await outbox_states(daemon)] == ["sent"] * count
+
+
+async def test_retries_stop_after_retry_for(start_daemon, sink) -> None:
+    recorder, url = sink
+    recorder.statuses = [500] * 100
+    daemon = await start_daemon(webhook_config(url, 'retry_for = "1m"'))
+    await go_down(daemon)
+    for _ in range(12):  # 5, 10, 20, 40 s: the next retry would fall beyond a minute
+        await eventually(lambda: len(recorder.received) >= 1)
+        daemon.clock.advance(15)
+        await daemon.monitor.settled()
+    await eventually(lambda: _failed(daemon))
+    assert 2 <= len(recorder.received) <= 5
+
+
+async def test_a_failing_notifier_is_logged_when_it_fails_and_when_it_recovers(
+    start_daemon, sink, caplog
+) -> None:
+    recorder, url = sink
+    recorder.statuses = [500, 500, 500]
+    daemon = await start_daemon(webhook_config(url))
+    await go_down(daemon)
+    for expected in (1, 2, 3, 4):
+        await eventually(lambda expected=expected: len(recorder.received) == expected)
+        daemon.clock.advance(60)
+    await eventually(lambda: _sent(daemon))
+    lines = [r.getMessage() for r in caplog.records if r.name == "heartbeatd.notify"]
+    assert [line for line in lines if "is failing" in line] == [
+        f"notifier hook is failing: HTTP 500 from {url.split('/')[2]}"
+    ]
+    assert lines.count("notifier hook works again") == 1
+
+
+async def test_repeat_reminds_while_down_and_stops_on_recovery(start_daemon, sink) -> None:
+    recorder, url = sink
+    daemon = await start_daemon(webhook_config(url, 'repeat = "1h"'))
+    check = await go_down(daemon)
+    await eventually(lambda: len(recorder.received) == 1)
+    await eventually(lambda: _states(daemon, ["sent", "pending"]))
+    await daemon.advance(3600)
+    await eventually(lambda: len(recorder.received) == 2)
+    reminder = recorder.received[1]
+    assert reminder["event"] == "repeat"
+    assert reminder["summary"].startswith("backup is still DOWN (missed ping), for 1h")
+    await eventually(lambda: _states(daemon, ["sent", "sent", "pending"]))
+    await daemon.client.get(f"/ping/{check.uuid}")  # recovery: the next reminder is void
+    await eventually(lambda: len(recorder.received) == 3)
+    assert recorder.received[2]["event"] == "up"
+    await daemon.advance(3600)  # the old reminder falls due; the silent check is down anew
+    await eventually(lambda: _states(daemon, ["sent", "sent", "cancelled", "sent", "sent"]))
+    assert [event["event"] for event in recorder.received] == ["down", "repeat", "up", "down"]
+
+
+async def _states(daemon: Daemon, expected: list[str]) -> bool:
+    return [s[1] for s in await outbox_states(daemon)][: len(expected)] == expected

@@ -51,6 +51,7 @@ class Event:
     down_since: float | None = None  # for "up": when the outage began
     last_body: bytes = b""
     exit_status: int | None = None  # of the last ping, when it carried one
+    now: float = 0.0  # when it is sent: reminders say how long the outage has lasted
 
     @property
     def ping_url(self) -> str:
@@ -66,13 +67,20 @@ class Event:
         return f"heartbeatd-{self.flip_id}-{self.kind}"
 
     @property
+    def is_problem(self) -> bool:
+        """Down and its reminders: shown as urgent by notifiers that can."""
+        return self.kind in ("down", "repeat")
+
+    @property
     def summary(self) -> str:
         name = self.check.name or self.check.slug
+        why = f" ({self.flip.detail})" if self.flip.detail else f" ({self.flip.reason})"
         if self.kind == "test":
             return f"Test notification from heartbeatd for {name}"
         if self.kind == "down":
-            why = f" ({self.flip.detail})" if self.flip.detail else f" ({self.flip.reason})"
             return f"{name} is DOWN{why}"
+        if self.kind == "repeat":
+            return f"{name} is still DOWN{why}, for {format_elapsed(self.now - self.flip.at)}"
         lasted = ""
         if self.down_since is not None:
             lasted = f" after {format_elapsed(self.flip.at - self.down_since)} down"
@@ -90,7 +98,7 @@ class Event:
             lines.append(c.desc)
         lines.append(f"Schedule: {describe(c.schedule)}, grace {format_elapsed(c.grace)}")
         lines.append(f"Last ping: {_when(c.last_ping)}")
-        if self.kind == "down":
+        if self.is_problem:
             lines.append(f"Down since: {_when(self.flip.at)}")
         if c.tags:
             lines.append(f"Tags: {c.tags}")
@@ -180,15 +188,19 @@ def build_notifiers(config: Config) -> dict[str, Notifier]:
     return built
 
 
-def make_router(config: Config) -> Callable[[Check], Sequence[str]]:
+def make_router(config: Config) -> Callable[[Check, str], Sequence[str]]:
     """Which notifiers a check's flips go to: its own list, else the defaults and tag routes."""
     defaults = [n.name for n in config.notifiers if n.default]
     by_tag = [(n.name, set(n.tags)) for n in config.notifiers if n.tags and not n.default]
 
-    def route(check: Check) -> Sequence[str]:
+    wants = {n.name: set(n.events) for n in config.notifiers}
+
+    def route(check: Check, event: str) -> Sequence[str]:
         if check.notifiers is not None:
-            return check.notifiers
-        tags = set(check.tags.split())
-        return defaults + [name for name, wanted in by_tag if wanted & tags]
+            names = list(check.notifiers)
+        else:
+            tags = set(check.tags.split())
+            names = defaults + [name for name, wanted in by_tag if wanted & tags]
+        return [name for name in names if event in wants.get(name, ("down", "up"))]
 
     return route

@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Mapping
 
 from heartbeatd.clock import Clock
+from heartbeatd.config import NotifierSpec
+from heartbeatd.model import Status
 from heartbeatd.notify import Event, Notifier, NotifyError
 from heartbeatd.store import OutboxItem, Store
 
@@ -21,27 +24,36 @@ log = logging.getLogger("heartbeatd.notify")
 
 BACKOFF_FIRST = 5.0
 BACKOFF_MAX = 3600.0
-MAX_ATTEMPTS = 20  # about 11 hours of trying before giving up
 PER_NOTIFIER = 8  # deliveries at once per notifier
 REFILL_BELOW = 50  # read more due rows once fewer than this are in flight
+DEFAULT_POLICY = NotifierSpec(name="", type="")
 
 
-def retry_delay(attempts: int) -> float:
-    """5 s, 10 s, 20 s … capped at an hour: quick for a blip, gentle on a dead target."""
-    return min(BACKOFF_FIRST * 2**attempts, BACKOFF_MAX)
+def retry_delay(attempts: int, rng: random.Random) -> float:
+    """5 s, 10 s, 20 s ... capped at an hour, each ±20 %: quick for a blip, gentle on a dead
+    target, and spread so a storm of retries does not arrive at one instant."""
+    return min(BACKOFF_FIRST * 2**attempts, BACKOFF_MAX) * rng.uniform(0.8, 1.2)
 
 
 class Dispatcher:
     def __init__(
-        self, store: Store, notifiers: Mapping[str, Notifier], clock: Clock, site_url: str
+        self,
+        store: Store,
+        notifiers: Mapping[str, Notifier],
+        clock: Clock,
+        site_url: str,
+        policies: Mapping[str, NotifierSpec] | None = None,
     ) -> None:
         self._store = store
         self._notifiers = notifiers
+        self._policies = policies or {}
         self._clock = clock
         self._site_url = site_url
         self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._limits = {name: asyncio.Semaphore(PER_NOTIFIER) for name in notifiers}
+        self._failing: set[str] = set()  # notifiers whose last attempt failed
+        self._rng = random.Random()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -93,9 +105,13 @@ class Dispatcher:
                 await self._store.notification_failed(
                     item.id, f"no notifier named {item.notifier!r} in the config", None
                 )
-                return
-            async with self._limits[item.notifier]:
-                await self._attempt(notifier, item)
+            elif item.event == "repeat" and not (
+                item.flip_is_latest and item.check.status == Status.DOWN
+            ):
+                await self._store.notification_cancelled(item.id, "the check is no longer down")
+            else:
+                async with self._limits[item.notifier]:
+                    await self._attempt(notifier, item)
         except Exception:
             log.exception("recording notification %d failed", item.id)
         finally:
@@ -111,23 +127,41 @@ class Dispatcher:
         except (NotifyError, TimeoutError, OSError) as e:
             await self._record_failure(item, e)
             return
-        await self._store.notification_sent(item.id, self._clock.now())
+        now = self._clock.now()
+        await self._store.notification_sent(item.id, now)
         took = self._clock.monotonic() - started
         log.info("%s: %s sent for %s in %.2fs", item.notifier, item.event, item.check.slug, took)
+        if item.notifier in self._failing:
+            self._failing.discard(item.notifier)
+            log.warning("notifier %s works again", item.notifier)
+        repeat = self._policy(item.notifier).repeat
+        if repeat is not None and item.event in ("down", "repeat"):
+            await self._store.schedule_reminder(item, now + repeat, now)
 
     async def _record_failure(self, item: OutboxItem, error: BaseException) -> None:
+        """Retry with backoff until retry_for has passed since the row was written.
+
+        The log says when a notifier starts failing and when it works again, not every
+        attempt: a dead target during an outage would otherwise bury everything else.
+        """
         text = str(error) or type(error).__name__
+        now = self._clock.now()
         permanent = isinstance(error, NotifyError) and error.permanent
-        attempts = item.attempts + 1
-        if permanent or attempts >= MAX_ATTEMPTS:
-            await self._store.notification_failed(item.id, text, None)
-            log.error("%s: %s for %s failed for good: %s", item.notifier, item.event,
+        retry_at = now + retry_delay(item.attempts, self._rng)
+        gave_up = permanent or retry_at > item.created + self._policy(item.notifier).retry_for
+        await self._store.notification_failed(item.id, text, None if gave_up else retry_at)
+        if item.notifier not in self._failing:
+            self._failing.add(item.notifier)
+            log.error("notifier %s is failing: %s", item.notifier, text)
+        what = "gave up" if gave_up else f"retry in {retry_at - now:.0f}s"
+        log.debug("%s: %s for %s failed (%s): %s", item.notifier, item.event, item.check.slug,
+                  what, text)  # fmt: skip
+        if gave_up:
+            log.error("%s: %s for %s not delivered: %s", item.notifier, item.event,
                       item.check.slug, text)  # fmt: skip
-            return
-        delay = retry_delay(item.attempts)
-        await self._store.notification_failed(item.id, text, self._clock.now() + delay)
-        log.warning("%s: %s for %s failed (attempt %d, next in %.0fs): %s", item.notifier,
-                    item.event, item.check.slug, attempts, delay, text)  # fmt: skip
+
+    def _policy(self, name: str) -> NotifierSpec:
+        return self._policies.get(name, DEFAULT_POLICY)
 
     def _event(self, item: OutboxItem) -> Event:
         return Event(
@@ -139,4 +173,5 @@ class Dispatcher:
             down_since=item.down_since,
             last_body=item.last_body,
             exit_status=item.exit_status,
+            now=self._clock.now(),
         )
