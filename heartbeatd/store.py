@@ -562,13 +562,15 @@ class Store:
             )
         )
 
-    async def outbox(self, limit: int = 1000) -> list[dict[str, Any]]:
+    async def outbox(self, limit: int = 1000, check_id: int | None = None) -> list[dict[str, Any]]:
+        """Notifications newest first, with each one's outcome: what `notify log` shows."""
         sql = (
             "SELECT o.id, o.notifier, o.event, o.state, o.attempts, o.last_error, o.sent_at, "
-            "f.check_id, f.at FROM outbox o JOIN flips f ON f.id = o.flip_id "
-            "ORDER BY o.id DESC LIMIT ?"
+            "o.next_attempt, f.check_id, c.slug, f.at FROM outbox o "
+            "JOIN flips f ON f.id = o.flip_id JOIN checks c ON c.id = f.check_id "
+            "WHERE ? IS NULL OR f.check_id = ? ORDER BY o.id DESC LIMIT ?"
         )
-        async with self._reader.execute(sql, (limit,)) as cur:
+        async with self._reader.execute(sql, (check_id, check_id, limit)) as cur:
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) async for row in cur]
 

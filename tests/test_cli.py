@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import http.server
 import json
+import threading
+import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from click.testing import CliRunner, Result
 
 from heartbeatd.cli import cli
+from heartbeatd.store import ByUuid, PingIn, Store
 
 
 @pytest.fixture
@@ -103,3 +109,74 @@ def test_a_config_error_names_file_line_and_key(hb, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: {config}:2: ping_retention: ")
     assert "Traceback" not in result.output
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, object]]] = []
+
+    def do_POST(self) -> None:
+        self.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook_sink():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Recorder.received.clear()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Recorder.received
+    server.shutdown()
+    server.server_close()
+
+
+def notifier_config(tmp_path: Path, url: str) -> str:
+    config = tmp_path / "hb.toml"
+    config.write_text(f'[[notifier]]\nname = "ops"\ntype = "webhook"\nurl = "{url}"\n')
+    return str(config)
+
+
+def test_notify_test_sends_a_test_message_and_says_so(hb, tmp_path: Path, webhook_sink) -> None:
+    url, received = webhook_sink
+    result = hb("notify", "test", "ops", "--config", notifier_config(tmp_path, url))
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("ops: test message delivered in ")
+    assert received[0]["event"] == "test"
+    assert received[0]["summary"] == "Test notification from heartbeatd for heartbeatd test"
+
+
+def test_notify_test_reports_the_exact_error(hb, tmp_path: Path, unused_tcp_port: int) -> None:
+    config = notifier_config(tmp_path, f"http://127.0.0.1:{unused_tcp_port}/hook")
+    result = hb("notify", "test", "ops", "--config", config)
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: ops: cannot connect to 127.0.0.1:{unused_tcp_port}")
+    assert hb("notify", "test", "pager", "--config", config).output.startswith(
+        "Error: no notifier named 'pager'; the config has: ops"
+    )
+
+
+def test_notify_log_lists_each_notification_and_its_outcome(hb) -> None:
+    hb("check", "add", "backup", "--period", "1m")
+    assert hb("notify", "log").output == "no notifications yet\n"
+
+    async def fail_the_check() -> None:  # as the daemon does when /fail arrives
+        async with Store(Path("heartbeatd.db")) as store:
+            store.router = lambda check, event: ["ops"]
+            check = await store.get_check("backup")
+            ping = PingIn("fail", None, None, "GET", "http", "127.0.0.1", "curl", b"", 0)
+            await store.record_ping(ByUuid(check.uuid), ping, time.time())
+
+    asyncio.run(fail_the_check())
+    line = hb("notify", "log", "--check", "backup").output
+    assert " backup down -> ops: pending next " in line and "after 0 attempt(s)" in line
+    (row,) = json.loads(hb("notify", "log", "--json").output)
+    assert (row["slug"], row["event"], row["notifier"], row["state"]) == (
+        "backup",
+        "down",
+        "ops",
+        "pending",
+    )
