@@ -1,0 +1,131 @@
+"""Delivery under faults: a stuck target holds up nothing else; a crash loses no alert."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from tests.conftest import eventually
+from tests.test_end_to_end import curl, free_port
+
+
+def two_webhooks(stuck_url: str, healthy_url: str) -> str:
+    return f"""
+[[notifier]]
+name = "stuck"
+type = "webhook"
+url = "{stuck_url}"
+timeout = "30s"
+default = true
+
+[[notifier]]
+name = "healthy"
+type = "webhook"
+url = "{healthy_url}"
+default = true
+"""
+
+
+async def test_a_target_that_never_answers_holds_up_nothing_else(
+    start_daemon, aiohttp_server: Any
+) -> None:
+    stuck_requests = 0
+    healthy: list[str] = []
+    never = asyncio.Event()
+
+    async def stuck(request: web.Request) -> web.Response:
+        nonlocal stuck_requests
+        stuck_requests += 1
+        await never.wait()
+        return web.Response()
+
+    async def fine(request: web.Request) -> web.Response:
+        healthy.append((await request.json())["check"]["slug"])
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/stuck", stuck)
+    app.router.add_post("/fine", fine)
+    server = await aiohttp_server(app)
+    daemon = await start_daemon(
+        two_webhooks(str(server.make_url("/stuck")), str(server.make_url("/fine")))
+    )
+    checks = [await daemon.add(f"job-{i}", period=5.0, grace=1.0) for i in range(100)]
+    for check in checks:
+        await daemon.client.get(f"/ping/{check.uuid}")
+    await daemon.advance(7)  # all 100 go down: 100 alerts for each notifier
+
+    await eventually(lambda: len(healthy) == 100)  # the healthy target gets every one
+    assert sorted(healthy) == sorted(c.slug for c in checks)
+    assert stuck_requests <= 8  # the stuck one holds its own few connections, no more
+    for check in checks[:20]:  # and pings are answered as before
+        assert (await daemon.client.get(f"/ping/{check.uuid}")).status == 200
+    never.set()
+
+
+async def test_an_alert_survives_a_kill_between_flip_and_delivery(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    sink_port, port = free_port(), free_port()
+    config = tmp_path / "heartbeatd.toml"
+    config.write_text(
+        f'listen = "127.0.0.1:{port}"\n\n[[check]]\nname = "nightly"\nperiod = "1s"\n'
+        f'grace = "1s"\n\n[[notifier]]\nname = "sink"\ntype = "webhook"\n'
+        f'url = "http://127.0.0.1:{sink_port}/hook"\ndefault = true\n'
+    )
+    db = tmp_path / "heartbeatd.db"
+
+    def start() -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTBEATD_")}
+        with (tmp_path / "daemon.log").open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "heartbeatd", "serve", "--config", str(config)],
+                cwd=tmp_path, env=env, stderr=log,
+            )  # fmt: skip
+
+    def outbox() -> list[tuple[str, str, int]]:
+        with sqlite3.connect(db) as conn:
+            return conn.execute("SELECT event, state, attempts FROM outbox").fetchall()
+
+    daemon = start()
+    try:
+        await eventually(lambda: _answers(port), timeout=20)
+        with sqlite3.connect(db) as conn:
+            (uuid,) = conn.execute("SELECT uuid FROM checks").fetchone()
+        assert await curl(f"http://127.0.0.1:{port}/ping/{uuid}") == (200, "OK")
+        # Down after 2 s of silence; the sink is not listening, so the first attempt fails.
+        await eventually(lambda: outbox() == [("down", "pending", 1)], timeout=15)
+    finally:
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait()
+
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response()
+
+    sink = web.Application()
+    sink.router.add_post("/hook", hook)
+    await aiohttp_server(sink, port=sink_port)
+    daemon = start()
+    try:
+        await eventually(lambda: outbox() == [("down", "sent", 2)], timeout=20)
+        assert [event["event"] for event in received] == ["down"]  # once, not re-alerted
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=15)
+    assert "Traceback" not in (tmp_path / "daemon.log").read_text()
+
+
+async def _answers(port: int) -> bool:
+    code, _ = await curl(f"http://127.0.0.1:{port}/ping/x")
+    return code == 404
