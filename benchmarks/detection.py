@@ -14,54 +14,24 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sqlite3
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from aiohttp import web
-from harness import answers, free_port, heartbeatd, percentile, process, rss_mb, seed
+from harness import (
+    Sink,
+    answers,
+    config_with_webhook,
+    free_port,
+    heartbeatd,
+    percentile,
+    process,
+    rss_mb,
+    seed,
+)
 
 PERIOD, GRACE = 60.0, 5.0
-
-
-class Sink:
-    """A webhook receiver on a loopback port, in a thread of its own: arrival time per POST."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.arrivals: list[float] = []
-        self._ready = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-        self._ready.wait()
-
-    def _serve(self) -> None:
-        async def receive(request: web.Request) -> web.Response:
-            await request.read()
-            self.arrivals.append(time.time())
-            return web.Response(text="ok")
-
-        async def main() -> None:
-            app = web.Application()
-            app.router.add_post("/hook", receive)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", self.port).start()
-            self._ready.set()
-            await asyncio.Event().wait()
-
-        asyncio.run(main())
-
-
-def config_with_webhook(work: Path, sink: Sink) -> Path:
-    path = work / "heartbeatd.toml"
-    path.write_text(
-        f'[[notifier]]\nname = "sink"\ntype = "webhook"\ndefault = true\n'
-        f'url = "http://127.0.0.1:{sink.port}/hook"\n'
-    )
-    return path
 
 
 def timeout_flips(db: Path) -> list[tuple[float, float]]:
@@ -70,7 +40,7 @@ def timeout_flips(db: Path) -> list[tuple[float, float]]:
 
 
 def detection(work: Path, count: int) -> float:
-    sink = Sink()
+    sink = Sink(work)
     db = work / "detect.db"
     first_deadline = time.time() + 15 + count / 2000  # after seeding and start-up
     last_pings = [first_deadline - PERIOD - GRACE + i / count for i in range(count)]
@@ -84,6 +54,8 @@ def detection(work: Path, count: int) -> float:
         give_up = time.time() + 30
         while len(sink.arrivals) < count and time.time() < give_up:
             time.sleep(0.1)
+    arrivals = sink.arrivals
+    sink.close()
     flips = timeout_flips(db)
     lags = [(noticed - at) * 1000 for at, noticed in flips]
     print(f"{count} checks due within one second; {len(flips)} went down")
@@ -91,9 +63,9 @@ def detection(work: Path, count: int) -> float:
           f"p99 {percentile(lags, 99):.1f} ms, max {max(lags):.1f} ms")  # fmt: skip
     print(f"  all flipped {max(n for _, n in flips) - first_deadline:.2f} s after the first "
           f"deadline (the last deadline is {(count - 1) / count:.2f} s after it)")  # fmt: skip
-    if sink.arrivals:
-        print(f"  alerts delivered to the loopback webhook: {len(sink.arrivals)}, the last "
-              f"{max(sink.arrivals) - first_deadline:.2f} s after the first deadline")  # fmt: skip
+    if arrivals:
+        print(f"  alerts delivered to the loopback webhook: {len(arrivals)}, the last "
+              f"{max(arrivals) - first_deadline:.2f} s after the first deadline")  # fmt: skip
     print(f"  daemon RSS with {count} checks: {rss:.1f} MB")
     return rss
 

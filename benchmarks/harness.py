@@ -131,3 +131,33 @@ def rss_mb(pid: int) -> float:
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+class Sink:
+    """The webhook receiver (sink.py) as a child process; arrivals are read from its file."""
+
+    def __init__(self, work: Path) -> None:
+        self.port = free_port()
+        self._file = work / "arrivals"
+        self._file.touch()
+        script = Path(__file__).parent / "sink.py"
+        self._proc = subprocess.Popen([sys.executable, str(script), str(self.port), self._file])
+        while not answers(f"http://127.0.0.1:{self.port}/"):
+            time.sleep(0.05)
+
+    @property
+    def arrivals(self) -> list[float]:
+        return [float(line) for line in self._file.read_text().split()]
+
+    def close(self) -> None:
+        self._proc.terminate()
+        self._proc.wait()
+
+
+def config_with_webhook(work: Path, sink: Sink) -> Path:
+    path = work / "heartbeatd.toml"
+    path.write_text(
+        f'[[notifier]]\nname = "sink"\ntype = "webhook"\ndefault = true\n'
+        f'url = "http://127.0.0.1:{sink.port}/hook"\n'
+    )
+    return path

@@ -13,7 +13,7 @@ import json
 import secrets
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,6 +49,22 @@ AUTO_PERIOD, AUTO_GRACE = 86400.0, 3600.0
 
 Router = Callable[[Check, str], Sequence[str]]  # (check, event) -> notifier names
 T = TypeVar("T")
+NEXT_PENDING = "SELECT min(next_attempt) FROM outbox WHERE state = 'pending'"
+# A due outbox row with what its message needs: the check, the flip, the last ping's body and
+# exit status, when the outage began (for up), and whether the flip is still the latest.
+DUE_SQL = (
+    "SELECT o.id, o.notifier, o.event, o.attempts, f.at, f.old_status, f.new_status, "
+    "f.reason, f.detail, "
+    "(SELECT body FROM pings p WHERE p.check_id = c.id ORDER BY p.n DESC LIMIT 1), "
+    "(SELECT exit_status FROM pings p WHERE p.check_id = c.id ORDER BY p.n DESC LIMIT 1), "
+    "CASE WHEN f.new_status = 'up' THEN (SELECT max(d.at) FROM flips d WHERE "
+    "d.check_id = c.id AND d.new_status = 'down' AND d.at <= f.at) END, o.flip_id, "
+    "o.created, (SELECT max(l.id) FROM flips l WHERE l.check_id = c.id) = f.id, "
+    f"{', '.join('c.' + c.strip() for c in CHECK_COLUMNS.split(','))} "
+    "FROM outbox o JOIN flips f ON f.id = o.flip_id JOIN checks c ON c.id = f.check_id "
+    "WHERE o.state = 'pending' AND o.next_attempt <= ? AND o.notifier = ?"
+)
+DUE_ORDER = "ORDER BY o.next_attempt LIMIT ?"
 CACHE_LIMIT = 50_000  # checks kept in memory for pings; ~25 MB at the limit
 
 
@@ -118,6 +134,13 @@ class OutboxItem:
     flip_id: int
     created: float  # when the row was written: retries stop retry_for after it
     flip_is_latest: bool  # no status change since its flip: a reminder still applies
+
+
+def _outbox_item(row: Sequence[Any]) -> OutboxItem:
+    return OutboxItem(
+        row[0], row[1], row[2], row[3], Flip(*row[4:9]), _check(row[15:]), bytes(row[9] or b""),
+        row[10], row[11], row[12], row[13], bool(row[14]),
+    )  # fmt: skip
 
 
 def _check(row: Sequence[Any]) -> Check:
@@ -486,45 +509,42 @@ class Store:
 
     # -- outbox --------------------------------------------------------------------------
 
-    async def due_notifications(self, now: float, limit: int = 200) -> list[OutboxItem]:
-        """Pending notifications whose time has come, with what their message needs.
+    async def due_notifications(
+        self, now: float, room: Mapping[str, tuple[int, Collection[int]]]
+    ) -> tuple[list[OutboxItem], float | None]:
+        """Notifications to start now, with what their messages need, and when the earliest
+        pending one is due (None: nothing pending).
 
-        Read through the writer, not the reader: the dispatcher must never see a row as pending
-        after its delivery was recorded, or it would send it twice. Writer batches are ordered,
-        so this read sees every outcome recorded before it.
+        `room` maps each configured notifier to how many more deliveries it may start and the
+        rows it already has in flight: each notifier's queue is read on its own, so a target
+        that never answers fills only its own slots. Rows for a notifier no longer in the
+        config fail at once. Read through the writer, not the reader: the dispatcher must never
+        see a row as pending after its delivery was recorded, or it would send it twice;
+        writer batches are ordered, so this sees every outcome recorded before it.
         """
-        sql = (
-            "SELECT o.id, o.notifier, o.event, o.attempts, f.at, f.old_status, f.new_status, "
-            "f.reason, f.detail, "
-            "(SELECT body FROM pings p WHERE p.check_id = c.id ORDER BY p.n DESC LIMIT 1), "
-            "(SELECT exit_status FROM pings p WHERE p.check_id = c.id ORDER BY p.n DESC LIMIT 1), "
-            "CASE WHEN f.new_status = 'up' THEN (SELECT max(d.at) FROM flips d WHERE "
-            "d.check_id = c.id AND d.new_status = 'down' AND d.at <= f.at) END, o.flip_id, "
-            "o.created, (SELECT max(l.id) FROM flips l WHERE l.check_id = c.id) = f.id, "
-            f"{', '.join('c.' + c.strip() for c in CHECK_COLUMNS.split(','))} "
-            "FROM outbox o JOIN flips f ON f.id = o.flip_id JOIN checks c ON c.id = f.check_id "
-            "WHERE o.state = 'pending' AND o.next_attempt <= ? ORDER BY o.next_attempt LIMIT ?"
-        )
 
-        def read(conn: sqlite3.Connection) -> list[OutboxItem]:
-            return [
-                OutboxItem(row[0], row[1], row[2], row[3], Flip(*row[4:9]), _check(row[15:]),
-                           bytes(row[9] or b""), row[10], row[11], row[12], row[13],
-                           bool(row[14]))
-                for row in conn.execute(sql, (now, limit))
-            ]  # fmt: skip
+        def read(conn: sqlite3.Connection) -> tuple[list[OutboxItem], float | None]:
+            known = list(room)
+            conn.execute(
+                "UPDATE outbox SET state = 'failed', attempts = attempts + 1, "
+                "last_error = 'no notifier named ' || quote(notifier) || ' in the config' "
+                f"WHERE state = 'pending' AND notifier NOT IN ({', '.join('?' * len(known))})",
+                known,
+            )
+            due: list[OutboxItem] = []
+            for notifier, (limit, busy) in room.items():
+                if limit <= 0:
+                    continue
+                sql = f"{DUE_SQL} AND o.id NOT IN ({', '.join('?' * len(busy))}) {DUE_ORDER}"
+                rows = conn.execute(sql, (now, notifier, *busy, limit))
+                due += [_outbox_item(row) for row in rows]
+            (next_at,) = conn.execute(NEXT_PENDING).fetchone()
+            return due, next_at
 
         return await self._writer.run(read)  # a read: no need to drop the ping cache
 
-    async def next_notification_at(self) -> float | None:
-        async with self._reader.execute(
-            "SELECT min(next_attempt) FROM outbox WHERE state = 'pending'"
-        ) as cur:
-            row = await cur.fetchone()
-        return row[0] if row else None
-
     async def notification_sent(self, item_id: int, now: float) -> None:
-        await self._write(
+        await self._writer.run(  # outbox only: the ping cache stays valid
             lambda conn: conn.execute(
                 "UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = ?, "
                 "last_error = '' WHERE id = ?",
@@ -554,7 +574,7 @@ class Store:
     async def notification_failed(self, item_id: int, error: str, retry_at: float | None) -> None:
         """Record a failed attempt; `retry_at` None gives up on it."""
         state = "pending" if retry_at is not None else "failed"
-        await self._write(
+        await self._writer.run(  # outbox only: the ping cache stays valid
             lambda conn: conn.execute(
                 "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ?, "
                 "next_attempt = coalesce(?, next_attempt) WHERE id = ?",

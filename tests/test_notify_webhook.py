@@ -204,3 +204,16 @@ async def test_repeat_reminds_while_down_and_stops_on_recovery(start_daemon, sin
 
 async def _states(daemon: Daemon, expected: list[str]) -> bool:
     return [s[1] for s in await outbox_states(daemon)][: len(expected)] == expected
+
+
+async def test_a_notifier_removed_from_the_config_fails_its_pending_rows(
+    start_daemon, unused_tcp_port: int
+) -> None:
+    first = await start_daemon(webhook_config(f"http://127.0.0.1:{unused_tcp_port}/hook"))
+    await go_down(first)
+    await eventually(lambda: _attempts(first, 1))
+    await first.client.close()
+    second = await start_daemon()  # same database; the config no longer has "hook"
+    await second.advance(60)
+    await eventually(lambda: _failed(second))
+    assert (await outbox_states(second))[0][3] == "no notifier named 'hook' in the config"

@@ -48,6 +48,7 @@ class Event:
     flip: Flip
     site_url: str
     flip_id: int = 0
+    outbox_id: int = 0  # the notification's own row; 0 for a test message
     down_since: float | None = None  # for "up": when the outage began
     last_body: bytes = b""
     exit_status: int | None = None  # of the last ping, when it carried one
@@ -63,8 +64,11 @@ class Event:
 
     @property
     def key(self) -> str:
-        """The same for every attempt at this notification: an idempotency key for services."""
-        return f"heartbeatd-{self.flip_id}-{self.kind}"
+        """The same for every attempt at this notification and different for every other one
+        (each reminder too): an idempotency key for services that de-duplicate."""
+        if not self.outbox_id:
+            return f"heartbeatd-test-{self.now:.6f}"
+        return f"heartbeatd-{self.outbox_id}"
 
     @property
     def is_problem(self) -> bool:
@@ -88,6 +92,8 @@ class Event:
 
     def output_tail(self, limit: int = 500) -> str:
         """The end of the last ping's body (the job's output), as text."""
+        if limit <= 0:
+            return ""
         return self.last_body[-limit:].decode("utf-8", "replace")
 
     def text(self, body_limit: int = 500) -> str:

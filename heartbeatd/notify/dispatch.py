@@ -25,7 +25,8 @@ log = logging.getLogger("heartbeatd.notify")
 BACKOFF_FIRST = 5.0
 BACKOFF_MAX = 3600.0
 PER_NOTIFIER = 8  # deliveries at once per notifier
-REFILL_BELOW = 50  # read more due rows once fewer than this are in flight
+PREFETCH = 64  # due rows read ahead per notifier, so a storm does not re-read per delivery
+REFILL_BELOW = 16  # read more for a notifier once fewer than this of its rows are held
 DEFAULT_POLICY = NotifierSpec(name="", type="")
 
 
@@ -50,7 +51,7 @@ class Dispatcher:
         self._clock = clock
         self._site_url = site_url
         self._wake = asyncio.Event()
-        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._in_flight: dict[int, tuple[str, asyncio.Task[None]]] = {}
         self._limits = {name: asyncio.Semaphore(PER_NOTIFIER) for name in notifiers}
         self._failing: set[str] = set()  # notifiers whose last attempt failed
         self._rng = random.Random()
@@ -67,9 +68,10 @@ class Dispatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for task in list(self._in_flight.values()):
+        tasks = [task for _, task in self._in_flight.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for notifier in self._notifiers.values():
             await notifier.close()
 
@@ -77,35 +79,34 @@ class Dispatcher:
         while True:
             self._wake.clear()
             try:
-                await self._start_due()
-                delay = await self._until_next()
+                delay = await self._start_due()
             except Exception:
                 log.exception("reading the outbox failed; trying again in 5s")
                 delay = 5.0
             await self._clock.sleep(delay, self._wake)
 
-    async def _start_due(self) -> None:
-        for item in await self._store.due_notifications(self._clock.now()):
-            if item.id not in self._in_flight:
-                task = asyncio.create_task(self._deliver(item))
-                self._in_flight[item.id] = task
-
-    async def _until_next(self) -> float:
-        next_at = await self._store.next_notification_at()
+    async def _start_due(self) -> float:
+        """Start delivering what is due; return how long to sleep before looking again."""
+        busy: dict[str, list[int]] = {name: [] for name in self._notifiers}
+        for item_id, (name, _) in self._in_flight.items():
+            busy[name].append(item_id)
+        room = {
+            name: (PREFETCH - len(ids) if len(ids) < REFILL_BELOW else 0, ids)
+            for name, ids in busy.items()
+        }
+        due, next_at = await self._store.due_notifications(self._clock.now(), room)
+        for item in due:
+            task = asyncio.create_task(self._deliver(self._notifiers[item.notifier], item))
+            self._in_flight[item.id] = (item.notifier, task)
         if next_at is None:
             return 3600.0
         delay = next_at - self._clock.now()
         # A due row still in flight wakes us when it finishes; do not spin on it meanwhile.
         return delay if delay > 0 else 1.0
 
-    async def _deliver(self, item: OutboxItem) -> None:
+    async def _deliver(self, notifier: Notifier, item: OutboxItem) -> None:
         try:
-            notifier = self._notifiers.get(item.notifier)
-            if notifier is None:
-                await self._store.notification_failed(
-                    item.id, f"no notifier named {item.notifier!r} in the config", None
-                )
-            elif item.event == "repeat" and not (
+            if item.event == "repeat" and not (
                 item.flip_is_latest and item.check.status == Status.DOWN
             ):
                 await self._store.notification_cancelled(item.id, "the check is no longer down")
@@ -116,7 +117,8 @@ class Dispatcher:
             log.exception("recording notification %d failed", item.id)
         finally:
             self._in_flight.pop(item.id, None)
-            if len(self._in_flight) < REFILL_BELOW:
+            held = sum(1 for name, _ in self._in_flight.values() if name == item.notifier)
+            if held < REFILL_BELOW:
                 self._wake.set()
 
     async def _attempt(self, notifier: Notifier, item: OutboxItem) -> None:
@@ -170,6 +172,7 @@ class Dispatcher:
             flip=item.flip,
             site_url=self._site_url,
             flip_id=item.flip_id,
+            outbox_id=item.id,
             down_since=item.down_since,
             last_body=item.last_body,
             exit_status=item.exit_status,
