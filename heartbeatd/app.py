@@ -34,7 +34,8 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     store.router = make_router(config)
     policies = {spec.name: spec for spec in config.notifiers}
     dispatcher = Dispatcher(store, notifiers, app[CLOCK], config.site_url, policies)
-    monitor = Monitor(store, app[CLOCK], config.startup_grace, dispatcher.wake)
+    watch_late = any("late" in spec.events for spec in config.notifiers)
+    monitor = Monitor(store, app[CLOCK], config.startup_grace, dispatcher.wake, watch_late)
     app[STORE], app[MONITOR], app[DISPATCHER] = store, monitor, dispatcher
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -365,7 +365,7 @@ def _notifiers(
 
 
 NOTIFIER_KEYS = ("name", "type", "default", "tags", "events", "repeat", "retry_for")
-EVENTS = ("down", "up", "repeat")
+EVENTS = ("down", "up", "late", "repeat")
 
 
 def _events(value: object) -> tuple[str, ...]:

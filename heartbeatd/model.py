@@ -151,6 +151,13 @@ def going_down(check: Check) -> Deadline | None:
     return min(candidates, key=lambda d: d.at, default=None)
 
 
+def late_at(check: Check) -> float | None:
+    """When an up check enters its grace (shown as late) unless a ping comes first."""
+    if check.status != Status.UP or check.last_ping is None or check.last_start is not None:
+        return None
+    return deadline_after(check.schedule, check.last_ping)
+
+
 def _at(deadline: Deadline | None) -> float | None:
     return deadline.at if deadline else None
 

@@ -19,6 +19,7 @@ from heartbeatd.wheel import TimerWheel
 
 log = logging.getLogger("heartbeatd.monitor")
 
+Key = int | tuple[str, int]  # a check's id, or ("late", id) for when it turns late
 TICK = 0.01
 IDLE_SLEEP = 3600.0
 
@@ -30,21 +31,24 @@ class Monitor:
         clock: Clock,
         startup_grace: float | None,
         on_notify: Callable[[], None],
+        watch_late: bool = False,
     ) -> None:
         self._store = store
         self._clock = clock
         self._startup_grace = startup_grace
         self._on_notify = on_notify
+        self._watch_late = watch_late  # some notifier wants `late` events
         self._started_at = 0.0
-        self._wheel: TimerWheel[int] = TimerWheel(0.0, TICK)
-        self._expected: dict[int, float] = {}
+        self._wheel: TimerWheel[Key] = TimerWheel(0.0, TICK)
+        self._expected: dict[Key, float] = {}
         self._wake = asyncio.Event()
         self._resync = False
         self._task: asyncio.Task[None] | None = None
         self._passes = 0
 
     def __len__(self) -> int:
-        return len(self._wheel)
+        """How many checks are watched (late moments are extra wheel entries)."""
+        return sum(1 for key in self._expected if isinstance(key, int))
 
     async def start(self) -> None:
         """Arm the wheel from the database, then watch it."""
@@ -58,14 +62,20 @@ class Monitor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def arm(self, check_id: int, alert_after: float | None) -> None:
-        """Watch for `alert_after` (wall time); None stops watching the check."""
-        if alert_after is None:
-            self._wheel.cancel(check_id)
-            self._expected.pop(check_id, None)
+    def arm(self, check_id: int, alert_after: float | None, late_at: float | None = None) -> None:
+        """Watch for `alert_after` (wall time); None stops watching the check. `late_at`, when
+        a notifier wants late events, is when the check enters its grace."""
+        self._set(check_id, alert_after)
+        if self._watch_late:
+            self._set(("late", check_id), late_at)
+
+    def _set(self, key: Key, moment: float | None) -> None:
+        if moment is None:
+            self._wheel.cancel(key)
+            self._expected.pop(key, None)
             return
-        self._expected[check_id] = alert_after
-        self._wheel.schedule(check_id, self._to_monotonic(alert_after))
+        self._expected[key] = moment
+        self._wheel.schedule(key, self._to_monotonic(moment))
         self._wake.set()
 
     def request_resync(self) -> None:
@@ -100,6 +110,10 @@ class Monitor:
                 hold = self._startup_grace if self._startup_grace is not None else grace
                 due = max(alert_after, self._started_at + hold)
             self._wheel.schedule(check_id, self._to_monotonic(due))
+        if self._watch_late:  # a moment passed while we were stopped is stale news: skip it
+            for check_id, late_at in await self._store.late_moments():
+                if late_at >= self._started_at:
+                    self._set(("late", check_id), late_at)
 
     async def _run(self) -> None:
         while True:
@@ -121,8 +135,11 @@ class Monitor:
         fired = self._wheel.advance(self._clock.monotonic())
         if not fired:
             return
-        due = [(check_id, self._expected.pop(check_id)) for check_id in fired]
-        rearm, notify = await self._store.expire(due, self._clock.now())
+        due = [(key, self._expected.pop(key)) for key in fired if isinstance(key, int)]
+        late = [(key[1], self._expected.pop(key)) for key in fired if isinstance(key, tuple)]
+        notify = bool(late) and await self._store.note_late(late, self._clock.now())
+        rearm, expired_notify = await self._store.expire(due, self._clock.now())
+        notify = notify or expired_notify
         for check_id, alert_after in rearm:
             if alert_after is not None and check_id not in self._wheel:
                 self.arm(check_id, alert_after)

@@ -146,7 +146,7 @@ async def ping(request: web.Request) -> web.Response:
         body_size=size,
     )
     result = await app[STORE].record_ping(target, incoming, app[CLOCK].now())
-    app[MONITOR].arm(result.check_id, result.alert_after)
+    app[MONITOR].arm(result.check_id, result.alert_after, result.late_at)
     if result.notify:
         app[DISPATCHER].wake()
     headers = {

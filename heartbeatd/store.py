@@ -118,6 +118,7 @@ class PingResult:
     alert_after: float | None
     created: bool
     notify: bool  # a flip with notifications was written
+    late_at: float | None  # when the check turns late unless pinged again
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +261,7 @@ class Store:
                 (check.id, check.n_pings - self.retention),
             )
         notify = flip is not None and self._write_flip(conn, check, flip, now)
-        return PingResult(check.id, check.alert_after, created, notify)
+        return PingResult(check.id, check.alert_after, created, notify, model.late_at(check))
 
     def _check_by_uuid(self, conn: sqlite3.Connection, check_uuid: str) -> Check:
         """The check, from the cache of pinged checks when it is current.
@@ -348,6 +349,48 @@ class Store:
             return rearm, notify
 
         return await self._write(run)
+
+    async def note_late(self, due: Sequence[tuple[int, float]], now: float) -> bool:
+        """Queue `late` notifications for checks that entered their grace at the expected
+        moment and are still in it; returns whether any was queued.
+
+        Late is not a stored status, so there is no flip of its own: the rows hang on the
+        check's latest flip (the one that made it up), at most once per missed ping.
+        """
+
+        def run(conn: sqlite3.Connection) -> bool:
+            queued = False
+            for check_id, expected in due:
+                row = conn.execute(f"{SELECT_CHECK} WHERE id = ?", (check_id,)).fetchone()
+                if row is None:
+                    continue
+                check = _check(row)
+                if model.late_at(check) != expected:
+                    continue
+                if model.status_at(check, now) != model.Status.GRACE:
+                    continue
+                (flip_id,) = conn.execute(
+                    "SELECT max(id) FROM flips WHERE check_id = ?", (check.id,)
+                ).fetchone()
+                for name in self.router(check, "late"):
+                    cursor = conn.execute(
+                        "INSERT INTO outbox (flip_id, notifier, event, next_attempt, created) "
+                        "SELECT ?, ?, 'late', ?, ? WHERE NOT EXISTS (SELECT 1 FROM outbox "
+                        "WHERE flip_id = ? AND notifier = ? AND event = 'late' AND created >= ?)",
+                        (flip_id, name, now, now, flip_id, name, check.last_ping),
+                    )
+                    queued = queued or cursor.rowcount > 0
+            return queued
+
+        return await self._writer.run(run)  # outbox only: the ping cache stays valid
+
+    async def late_moments(self) -> list[tuple[int, float]]:
+        """(id, late_at) of every up check, for arming the wheel at start-up."""
+        async with self._reader.execute(
+            f"{SELECT_CHECK} WHERE status = 'up' AND alert_after IS NOT NULL"
+        ) as cur:
+            checks = [_check(row) async for row in cur]
+        return [(c.id, at) for c in checks if (at := model.late_at(c)) is not None]
 
     async def change_state(
         self, ref: str, change: Callable[[Check, float], Flip | None], now: float

@@ -217,3 +217,36 @@ async def test_a_notifier_removed_from_the_config_fails_its_pending_rows(
     await second.advance(60)
     await eventually(lambda: _failed(second))
     assert (await outbox_states(second))[0][3] == "no notifier named 'hook' in the config"
+
+
+async def test_late_warns_when_a_check_enters_its_grace(start_daemon, sink) -> None:
+    recorder, url = sink
+    daemon = await start_daemon(webhook_config(url, 'events = ["down", "up", "late"]'))
+    check = await daemon.add(period=60.0, grace=30.0)
+    await daemon.client.get(f"/ping/{check.uuid}")
+    await daemon.advance(59)
+    assert recorder.received == []
+    await daemon.advance(2)  # past the expected ping: late, not yet down
+    await eventually(lambda: len(recorder.received) == 1)
+    late = recorder.received[0]
+    assert late["event"] == "late"
+    assert late["summary"].startswith("backup is LATE: no ping since ")
+    await daemon.advance(30)
+    await eventually(lambda: len(recorder.received) == 2)
+    assert recorder.received[1]["event"] == "down"
+    await daemon.client.get(f"/ping/{check.uuid}")
+    await daemon.advance(61)  # up again, then late again: one warning per missed ping
+    await eventually(lambda: len(recorder.received) == 4)
+    assert [e["event"] for e in recorder.received] == ["late", "down", "up", "late"]
+
+
+async def test_a_ping_in_time_means_no_late_warning(start_daemon, sink) -> None:
+    recorder, url = sink
+    daemon = await start_daemon(webhook_config(url, 'events = ["late"]'))
+    check = await daemon.add(period=60.0, grace=30.0)
+    for _ in range(3):
+        await daemon.client.get(f"/ping/{check.uuid}")
+        await daemon.advance(55)
+    await daemon.advance(10)  # now late
+    await eventually(lambda: len(recorder.received) == 1)
+    assert [e["event"] for e in recorder.received] == ["late"]

@@ -43,7 +43,7 @@ class Event:
     `kind` is "down", "up", or "test" (from `heartbeatd notify test`).
     """
 
-    kind: str
+    kind: str  # down, up, late, repeat or test
     check: Check
     flip: Flip
     site_url: str
@@ -85,6 +85,9 @@ class Event:
             return f"{name} is DOWN{why}"
         if self.kind == "repeat":
             return f"{name} is still DOWN{why}, for {format_elapsed(self.now - self.flip.at)}"
+        if self.kind == "late":
+            down_at = _when(self.check.alert_after)
+            return f"{name} is LATE: no ping since {_when(self.check.last_ping)}, down at {down_at}"
         lasted = ""
         if self.down_since is not None:
             lasted = f" after {format_elapsed(self.flip.at - self.down_since)} down"

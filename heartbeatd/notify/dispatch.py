@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from heartbeatd.clock import Clock
 from heartbeatd.config import NotifierSpec
-from heartbeatd.model import Status
+from heartbeatd.model import Status, status_at
 from heartbeatd.notify import Event, Notifier, NotifyError
 from heartbeatd.store import OutboxItem, Store
 
@@ -106,10 +106,9 @@ class Dispatcher:
 
     async def _deliver(self, notifier: Notifier, item: OutboxItem) -> None:
         try:
-            if item.event == "repeat" and not (
-                item.flip_is_latest and item.check.status == Status.DOWN
-            ):
-                await self._store.notification_cancelled(item.id, "the check is no longer down")
+            void = self._void(item)
+            if void is not None:
+                await self._store.notification_cancelled(item.id, void)
             else:
                 async with self._limits[item.notifier]:
                     await self._attempt(notifier, item)
@@ -120,6 +119,16 @@ class Dispatcher:
             held = sum(1 for name, _ in self._in_flight.values() if name == item.notifier)
             if held < REFILL_BELOW:
                 self._wake.set()
+
+    def _void(self, item: OutboxItem) -> str | None:
+        """Why a reminder or late warning no longer applies (None: send it)."""
+        if item.event == "repeat" and not (
+            item.flip_is_latest and item.check.status == Status.DOWN
+        ):
+            return "the check is no longer down"
+        if item.event == "late" and status_at(item.check, self._clock.now()) != Status.GRACE:
+            return "the check is no longer late"
+        return None
 
     async def _attempt(self, notifier: Notifier, item: OutboxItem) -> None:
         event = self._event(item)

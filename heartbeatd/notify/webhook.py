@@ -58,9 +58,7 @@ class WebhookNotifier(HttpNotifier):
         await self.request(self.method, url, data=data, headers=headers)
 
     def _is_json(self, template: Template) -> bool:
-        content_type = next(
-            (v for k, v in self.headers.items() if k.lower() == "content-type"), ""
-        )
+        content_type = next((v for k, v in self.headers.items() if k.lower() == "content-type"), "")
         return "json" in content_type.lower() or template.template.lstrip()[:1] in ("{", "[")
 
 
