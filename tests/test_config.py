@@ -87,9 +87,9 @@ def test_the_example_config_loads_and_documents_every_setting() -> None:
     config = load_config(EXAMPLE, {}, {})
     assert config.checks and config.notifiers
     text = EXAMPLE.read_text()
-    from heartbeatd.config import CHECK_KEYS, SETTINGS
+    from heartbeatd.config import CHECK_KEYS, NOTIFIER_KEYS, SETTINGS
 
-    for key in [*SETTINGS, *CHECK_KEYS]:
+    for key in [*SETTINGS, *CHECK_KEYS, *NOTIFIER_KEYS]:
         assert f"{key} =" in text, f"config.example.toml does not document {key}"
 
 
