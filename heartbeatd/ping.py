@@ -13,7 +13,7 @@ import uuid
 from aiohttp import web
 
 from heartbeatd.errors import BadRequest, NotFound, plain_errors
-from heartbeatd.store import BySlug, ByUuid, PingIn
+from heartbeatd.store import BySlug, ByUuid, PingIn, PingResult
 from heartbeatd.web_keys import CLOCK, CONFIG, DISPATCHER, MONITOR, STORE
 
 routes = web.RouteTableDef()
@@ -124,17 +124,32 @@ async def read_body(request: web.Request, limit: int) -> tuple[bytes, int]:
 @routes.route("*", "/ping/{tail:.*}")
 @plain_errors
 async def ping(request: web.Request) -> web.Response:
-    app = request.app
-    config = app[CONFIG]
+    config = request.app[CONFIG]
     target, action, exit_status = parse_ping_path(request.match_info["tail"])
     rid = parse_rid(request.query.get("rid"))
     if isinstance(target, BySlug) and request.query.get("create") == "1":
         target = BySlug(target.ping_key, target.slug, create=True)
     body, size = await read_body(request, config.ping_body_limit)
-    trusted = config.trusted_proxies
+    result = await accept(request, target, ping_in(request, action, exit_status, rid, body, size))
+    headers = {
+        "Access-Control-Allow-Origin": "*",
+        "Ping-Body-Limit": str(config.ping_body_limit),
+        "Cache-Control": "no-cache, no-store, must-revalidate, max-age=0",
+    }
+    if result.created:
+        return web.Response(status=201, text="Created", headers=headers)
+    return web.Response(text="OK", headers=headers)
+
+
+def ping_in(
+    request: web.Request, action: str, exit_status: int | None, rid: str | None, body: bytes,
+    size: int,
+) -> PingIn:  # fmt: skip
+    """A ping as the store takes it, with where it came from (see client_address)."""
+    trusted = request.app[CONFIG].trusted_proxies
     peer_trusted = _is_trusted(request.remote or "", trusted)
     scheme = request.headers.get("X-Forwarded-Proto", "http") if peer_trusted else request.scheme
-    incoming = PingIn(
+    return PingIn(
         action=action,
         exit_status=exit_status,
         rid=rid,
@@ -145,15 +160,16 @@ async def ping(request: web.Request) -> web.Response:
         body=body,
         body_size=size,
     )
+
+
+async def accept(request: web.Request, target: ByUuid | BySlug, incoming: PingIn) -> PingResult:
+    """Record a ping (any URL form) and tell the monitor and dispatcher what it changed.
+
+    Returns once the ping is on disk; raises NotFound for an unknown token.
+    """
+    app = request.app
     result = await app[STORE].record_ping(target, incoming, app[CLOCK].now())
     app[MONITOR].arm(result.check_id, result.alert_after, result.late_at)
     if result.notify:
         app[DISPATCHER].wake()
-    headers = {
-        "Access-Control-Allow-Origin": "*",
-        "Ping-Body-Limit": str(config.ping_body_limit),
-        "Cache-Control": "no-cache, no-store, must-revalidate, max-age=0",
-    }
-    if result.created:
-        return web.Response(status=201, text="Created", headers=headers)
-    return web.Response(text="OK", headers=headers)
+    return result
