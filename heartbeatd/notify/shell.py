@@ -149,6 +149,9 @@ async def _kill(process: asyncio.subprocess.Process, output: asyncio.Future[obje
         if not output.done():
             output.cancel()
             output.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
+            # asyncio offers no public way to let go of a subprocess's pipes early; without
+            # this the open transport is only found (and warned about) by the GC.
+            process._transport.close()  # type: ignore[attr-defined]
 
 
 def _failure(code: int, stderr: bytes) -> str:
