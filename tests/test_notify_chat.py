@@ -20,22 +20,17 @@ from aiohttp import web
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from heartbeatd.model import Flip
-from heartbeatd.notify import Event, NotifyError, build_notifiers
+from heartbeatd.notify import NotifyError, build_notifiers
 from heartbeatd.notify.apprise_urls import AppriseNotifier
 from heartbeatd.notify.matrix import MatrixNotifier
 from heartbeatd.notify.options import OptionError
 from heartbeatd.notify.pushover import PushoverNotifier
 from heartbeatd.notify.telegram import TelegramNotifier, render
 from tests.conftest import Daemon, eventually
-from tests.test_model import make_check
+from tests.notify_helpers import OUTPUT, T0, UUID, Service, make_event, notifiers, serve
 
 # Apprise's email plugin imports imghdr, deprecated since Python 3.11: its business, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
-
-T0 = 1_800_000_000.0
-UUID = "5f0c6a7e-1d2b-4c3d-9e8f-0a1b2c3d4e5f"
-OUTPUT = b"dumping db...\npg_dump: error: connection refused\n"
 
 BOT_TOKEN = "123456789:AAH-secret_bot_token"
 PUSHOVER_TOKEN = "azGDORePK8gMaC0QOYAMyEEuzJnyUi"
@@ -44,68 +39,11 @@ MATRIX_TOKEN = "syt_aGVhcnRiZWF0ZA_secretMatrixToken_1a2b3c"
 ROOM = "!ops:example.org"
 
 
-def make_event(kind: str = "down", body: bytes = OUTPUT, outbox_id: int = 0, **check: Any) -> Event:
-    check.setdefault("uuid", UUID)
-    if kind == "up":
-        flip = Flip(at=T0 + 3600, old="down", new="up", reason="success")
-        down_since: float | None = T0
-    else:
-        flip = Flip(at=T0, old="up", new="down", reason="timeout", detail="missed ping")
-        down_since = None
-    return Event(
-        kind=kind,
-        check=make_check(status=flip.new, last_ping=T0 - 70, **check),
-        flip=flip,
-        site_url="http://hb.test",
-        flip_id=7,
-        outbox_id=outbox_id or {"down": 11, "up": 12}.get(kind, 0),
-        down_since=down_since,
-        last_body=body,
-        now=flip.at + 60,
-    )
-
-
 @pytest.fixture
 async def build() -> AsyncIterator[Callable[..., Any]]:
     """Make notifiers and close them after the test."""
-    made: list[Any] = []
-
-    def make(kind: type, **options: object) -> Any:
-        notifier = kind("chat", options)
-        made.append(notifier)
-        return notifier
-
-    yield make
-    for notifier in made:
-        await notifier.close()
-
-
-class Service:
-    """A stand-in service: records what it accepted; `fail` scripts the next answers."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.accepted: list[Any] = []
-        self.fail: list[int] = []
-
-    def scripted(self) -> web.Response | None:
-        if not self.fail:
-            return None
-        status = self.fail.pop(0)
-        if status == 429:
-            return self.too_many()
-        return web.Response(status=status, text="upstream unavailable")
-
-    def too_many(self) -> web.Response:
-        return web.Response(status=429, text="slow down")
-
-
-async def serve(aiohttp_server: Any, service: Service, routes: list[web.RouteDef]) -> Any:
-    app = web.Application()
-    app.add_routes(routes)
-    server = await aiohttp_server(app)
-    service.url = str(server.make_url("")).rstrip("/")
-    return service
+    async with notifiers() as make:
+        yield make
 
 
 # --- Telegram -------------------------------------------------------------------------------

@@ -358,3 +358,18 @@ async def test_config_mistakes_name_file_line_and_key(start_daemon, tmp_path, ex
     port = '"x"' if not extra else "2525"
     with pytest.raises(ConfigError, match=where):
         await start_daemon(email_config(port, extra))
+
+
+async def test_ca_file_in_the_config_is_a_path_beside_it(
+    start_daemon, smtp_server, certificate, tmp_path
+) -> None:
+    server = smtp_server(tls_context=server_tls(certificate), require_starttls=True)
+    (tmp_path / "smtp-password").write_text(PASSWORD)
+    (tmp_path / "private-ca.pem").write_bytes(certificate[0].read_bytes())
+    config = email_config(server.port, 'ca_file = "private-ca.pem"').replace('"none"', '"starttls"')
+    daemon: Daemon = await start_daemon(config)
+    check = await daemon.add("db-dump", period=5.0, grace=1.0)
+    await daemon.client.post(f"/ping/{check.uuid}")
+    await daemon.advance(7)
+    await eventually(lambda: server.mailbox.received)
+    assert server.mailbox.received[0].tls
