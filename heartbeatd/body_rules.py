@@ -1,0 +1,109 @@
+"""Letting the body decide: Healthchecks' keyword filters and their regular-expression form.
+
+A job that pipes its log into the ping can be judged by it (PROTOCOL.md §1.5): a failure
+keyword makes the ping a failure whatever the URL said, then a success keyword a success, then
+a start keyword a start; with none matching, `filter_default_fail` makes it a failure and
+otherwise it is ignored. Keywords are comma-separated, case-sensitive substrings, as in
+Healthchecks; the `_re` forms are Python regular expressions searched for in the body, tried
+after the keywords of the same kind.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+KINDS = ("failure", "success", "start")  # in the order they are tried
+KIND_ACTIONS = {"failure": "fail", "success": "success", "start": "start"}
+KEYS = (
+    "filter_http_body", "success_kw", "failure_kw", "start_kw", "success_re", "failure_re",
+    "start_re", "filter_default_fail",
+)  # fmt: skip
+
+
+class BodyRuleError(ValueError):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class BodyRules:
+    keywords: Mapping[str, tuple[str, ...]]  # kind -> keywords
+    patterns: Mapping[str, re.Pattern[str]]  # kind -> compiled `_re`
+    default_fail: bool = False
+
+    def decide(self, body: bytes) -> tuple[str, str]:
+        """(action, why) for a ping with this body; why names what matched."""
+        text = body.decode("utf-8", "replace")
+        for kind in KINDS:
+            for keyword in self.keywords.get(kind, ()):
+                if keyword in text:
+                    return KIND_ACTIONS[kind], f"{kind} keyword {keyword!r} in the body"
+            pattern = self.patterns.get(kind)
+            if pattern is not None and pattern.search(text):
+                return KIND_ACTIONS[kind], f"body matches {kind}_re {pattern.pattern!r}"
+        if self.default_fail:
+            return "fail", "no keyword in the body (filter_default_fail)"
+        return "ign", "no keyword in the body"
+
+    def as_config(self) -> dict[str, object]:
+        """The config keys that build these rules again (how they are stored)."""
+        found: dict[str, object] = {"filter_http_body": True}
+        for kind, words in self.keywords.items():
+            found[f"{kind}_kw"] = ",".join(words)
+        for kind, pattern in self.patterns.items():
+            found[f"{kind}_re"] = pattern.pattern
+        if self.default_fail:
+            found["filter_default_fail"] = True
+        return found
+
+
+def from_config(table: Mapping[str, object]) -> BodyRules | None:
+    """The body rules of a check table; None when the body does not decide.
+
+    Setting any keyword turns filtering on; `filter_http_body = false` turns it off again
+    while keeping the keywords written down, as Healthchecks' switch does.
+    """
+    given = [key for key in KEYS if key in table]
+    if not given:
+        return None
+    enabled = _flag(table, "filter_http_body", True)
+    keywords = {kind: _keywords(table, f"{kind}_kw") for kind in KINDS}
+    patterns = {kind: _pattern(table, f"{kind}_re") for kind in KINDS}
+    default_fail = _flag(table, "filter_default_fail", False)
+    if not enabled:
+        return None
+    return BodyRules(
+        {kind: words for kind, words in keywords.items() if words},
+        {kind: pattern for kind, pattern in patterns.items() if pattern is not None},
+        default_fail,
+    )
+
+
+def _flag(table: Mapping[str, object], key: str, default: bool) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise BodyRuleError(key, f"expected true or false, got {value!r}")
+    return value
+
+
+def _keywords(table: Mapping[str, object], key: str) -> tuple[str, ...]:
+    value = table.get(key, "")
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise BodyRuleError(key, f"expected comma-separated keywords or a list, got {value!r}")
+    return tuple(word.strip() for word in items if word.strip())
+
+
+def _pattern(table: Mapping[str, object], key: str) -> re.Pattern[str] | None:
+    value = table.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BodyRuleError(key, f"expected a regular expression as a string, got {value!r}")
+    try:
+        return re.compile(value)
+    except re.error as e:
+        raise BodyRuleError(key, f"not a valid regular expression: {e}") from None
