@@ -1,0 +1,267 @@
+"""`heartbeatd run`: a real job in a real subprocess, reporting to the real daemon over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, web
+
+from heartbeatd.run import Pinger, run_job
+from tests.conftest import Daemon, eventually
+from tests.test_end_to_end import free_port
+
+
+class Outcome:
+    """What a wrapped run left behind: its exit code, what it printed, how often it slept."""
+
+    def __init__(self, code: int, stdout: bytes, stderr: bytes, sleeps: list[float]) -> None:
+        self.code = code
+        self.stdout = stdout
+        self.stderr = stderr
+        self.sleeps = sleeps
+
+
+async def wrap(url: str, *argv: str, rid: str | None = None) -> Outcome:
+    """run_job in a worker thread (the daemon shares this event loop), retries without waiting."""
+    sleeps: list[float] = []
+    pinger = Pinger(url, rid or str(uuid.uuid4()), sleep=sleeps.append)
+    out, err = io.BytesIO(), io.BytesIO()
+    code = await asyncio.to_thread(run_job, argv, pinger, out, err)
+    return Outcome(code, out.getvalue(), err.getvalue(), sleeps)
+
+
+def check_url(daemon: Daemon, check: Any) -> str:
+    return str(daemon.client.make_url(f"/ping/{check.uuid}"))
+
+
+async def pings(daemon: Daemon) -> list[tuple[Any, ...]]:
+    return await daemon.query(
+        "SELECT kind, exit_status, rid, duration, body, body_size FROM pings ORDER BY id"
+    )
+
+
+async def status(daemon: Daemon) -> str:
+    return (await daemon.query("SELECT status FROM checks"))[0][0]
+
+
+async def test_a_successful_job_reports_start_then_up_with_its_output(daemon: Daemon) -> None:
+    check = await daemon.add()
+    run = await wrap(check_url(daemon, check), "sh", "-c", "echo hello; echo oops >&2")
+    assert run.code == 0
+    assert run.stdout == b"hello\n" and run.stderr == b"oops\n"
+    (start, finish) = await pings(daemon)
+    assert start[:2] == ("start", None)
+    assert finish[:2] == ("success", 0)
+    assert sorted(finish[4].splitlines()) == [b"hello", b"oops"]
+    assert await status(daemon) == "up"
+
+
+async def test_a_failing_job_is_down_with_its_exit_code_and_output_tail(daemon: Daemon) -> None:
+    check = await daemon.add()
+    run = await wrap(check_url(daemon, check), "sh", "-c", "echo disk full >&2; exit 3")
+    assert run.code == 3
+    assert (await pings(daemon))[-1][:2] == ("fail", 3)
+    assert (await pings(daemon))[-1][4] == b"disk full\n"
+    assert await status(daemon) == "down"
+    flips = await daemon.query("SELECT new_status, reason, detail FROM flips")
+    assert flips == [("down", "fail", "exit status 3")]
+
+
+async def test_output_passes_through_byte_for_byte(daemon: Daemon) -> None:
+    check = await daemon.add()
+    blob = bytes(range(256)) * 1000
+    script = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 1000)"
+    run = await wrap(check_url(daemon, check), sys.executable, "-c", script)
+    assert run.code == 0 and run.stdout == blob and run.stderr == b""
+
+
+async def test_only_the_last_ping_body_limit_bytes_are_sent(start_daemon: Any) -> None:
+    daemon = await start_daemon("ping_body_limit = 1000")
+    check = await daemon.add()
+    script = "import sys; sys.stdout.write(''.join(str(i % 10) for i in range(5000)))"
+    run = await wrap(check_url(daemon, check), sys.executable, "-c", script)
+    assert len(run.stdout) == 5000
+    body, size = (await pings(daemon))[-1][4:]
+    assert body == run.stdout[-1000:] and size == 1000
+
+
+async def test_the_run_id_pairs_start_and_finish_so_the_duration_is_recorded(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    check = await daemon.add()
+    go = tmp_path / "go"
+    rid = str(uuid.uuid4())
+    wait_for_go = f"while [ ! -e {go} ]; do sleep 0.01; done"
+    job = asyncio.ensure_future(wrap(check_url(daemon, check), "sh", "-c", wait_for_go, rid=rid))
+    await eventually(lambda: pings(daemon))
+    await daemon.advance(42)
+    go.touch()
+    assert (await job).code == 0
+    (start, finish) = await pings(daemon)
+    assert start[2] == finish[2] == rid
+    assert finish[3] == 42.0
+
+
+async def test_a_closed_stdout_does_not_stall_the_job(daemon: Daemon) -> None:
+    """`heartbeatd run … | head -1`: the reader leaves, the job still runs to its end."""
+    check = await daemon.add()
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    script = "import sys; [print('line', i) for i in range(50000)]"
+    pinger = Pinger(check_url(daemon, check), str(uuid.uuid4()), sleep=lambda _: None)
+    with os.fdopen(write_end, "wb", buffering=0) as broken:
+        code = await asyncio.to_thread(
+            run_job, [sys.executable, "-c", script], pinger, broken, io.BytesIO()
+        )
+    assert code == 0
+    assert (await pings(daemon))[-1][4].endswith(b"line 49999\n")
+
+
+async def test_a_missing_command_exits_127_and_is_reported(daemon: Daemon) -> None:
+    check = await daemon.add()
+    run = await wrap(check_url(daemon, check), "no-such-command-here")
+    assert run.code == 127
+    assert b"no-such-command-here" in run.stderr
+    assert (await pings(daemon))[-1][:2] == ("fail", 127)
+
+
+async def test_a_job_killed_by_a_signal_reports_128_plus_its_number(daemon: Daemon) -> None:
+    check = await daemon.add()
+    run = await wrap(check_url(daemon, check), "sh", "-c", "kill -TERM $$")
+    assert run.code == 128 + signal.SIGTERM
+    assert (await pings(daemon))[-1][:2] == ("fail", 143)
+
+
+async def test_a_background_process_holding_the_output_does_not_delay_the_report(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("heartbeatd.run.DRAIN_AFTER_EXIT", 0.2)
+    check = await daemon.add()
+    run = await wrap(check_url(daemon, check), "sh", "-c", "echo started; sleep 3 &")
+    assert run.code == 0 and run.stdout == b"started\n"
+    assert (await pings(daemon))[-1][:2] == ("success", 0)
+
+
+async def test_an_unreachable_monitor_does_not_stop_the_job_and_warns_once() -> None:
+    url = f"http://127.0.0.1:{free_port()}/ping/{uuid.uuid4()}"
+    run = await wrap(url, "sh", "-c", "echo still ran; exit 5")
+    assert run.code == 5
+    assert run.stdout == b"still ran\n"
+    warnings = run.stderr.decode().splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith("heartbeatd run: warning: ping failed")
+    assert run.sleeps == [1, 2, 4, 8] * 2  # five tries for the start, five for the finish
+
+
+async def test_an_unknown_check_is_not_retried(daemon: Daemon) -> None:
+    run = await wrap(str(daemon.client.make_url(f"/ping/{uuid.uuid4()}")), "true")
+    assert run.code == 0 and run.sleeps == []
+    assert "HTTP 404 not found" in run.stderr.decode()
+
+
+async def test_a_503_is_retried_until_the_monitor_answers(
+    daemon: Daemon, aiohttp_server: Any
+) -> None:
+    """A proxy in front of the daemon that refuses each first request with 503."""
+    check = await daemon.add()
+    seen: set[str] = set()
+    session = ClientSession()
+
+    async def flaky(request: web.Request) -> web.Response:
+        if request.path_qs not in seen:
+            seen.add(request.path_qs)
+            return web.Response(status=503, text="busy")
+        target = daemon.client.make_url(request.path_qs)
+        async with session.post(target, data=await request.read()) as answer:
+            return web.Response(status=answer.status, text=await answer.text())
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", flaky)
+    proxy = await aiohttp_server(app)
+    try:
+        run = await wrap(str(proxy.make_url(f"/ping/{check.uuid}")), "sh", "-c", "exit 0")
+    finally:
+        await session.close()
+    assert run.code == 0 and run.stderr == b""
+    assert run.sleeps == [1, 1]
+    assert [p[:2] for p in await pings(daemon)] == [("start", None), ("success", 0)]
+
+
+async def test_a_slow_monitor_does_not_delay_the_job(
+    daemon: Daemon, aiohttp_server: Any, tmp_path: Path
+) -> None:
+    """The start ping is held by a proxy until the job has run; the pings still come in order."""
+    check = await daemon.add()
+    release = asyncio.Event()
+    session = ClientSession()
+
+    async def slow_start(request: web.Request) -> web.Response:
+        if request.path.endswith("/start"):
+            await release.wait()
+        target = daemon.client.make_url(request.path_qs)
+        async with session.post(target, data=await request.read()) as answer:
+            return web.Response(status=answer.status, text=await answer.text())
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", slow_start)
+    proxy = await aiohttp_server(app)
+    ran = tmp_path / "ran"
+    job = asyncio.ensure_future(wrap(str(proxy.make_url(f"/ping/{check.uuid}")), "touch", str(ran)))
+    try:
+        await eventually(ran.exists)
+        assert await pings(daemon) == []  # the job is done; its start ping is still on its way
+        release.set()
+        assert (await job).code == 0
+    finally:
+        await session.close()
+    assert [p[:2] for p in await pings(daemon)] == [("start", None), ("success", 0)]
+
+
+async def test_the_command_line_forwards_sigterm_and_exits_with_the_jobs_code(
+    daemon: Daemon,
+) -> None:
+    """`heartbeatd run` as cron starts it: a slug, the ping key, a job that traps SIGTERM."""
+    await daemon.add("nightly")
+    key = await daemon.store.ping_key()
+    job = "trap 'echo stopping; kill $!; exit 7' TERM; echo ready; sleep 30 & wait"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTBEATD_")}
+    wrapper = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "heartbeatd", "run", "--check", "nightly", "--ping-key", key,
+        "--url", str(daemon.client.make_url("/")).rstrip("/"), "--", "sh", "-c", job,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert wrapper.stdout is not None
+    assert await asyncio.wait_for(wrapper.stdout.readline(), 10) == b"ready\n"
+    wrapper.send_signal(signal.SIGTERM)
+    out, err = await asyncio.wait_for(wrapper.communicate(), 10)
+    assert wrapper.returncode == 7, err
+    assert out == b"stopping\n"
+    assert [p[:2] for p in await pings(daemon)] == [("start", None), ("fail", 7)]
+
+
+async def test_a_slug_without_a_ping_key_still_runs_the_job(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTBEATD_")}
+    wrapper = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "heartbeatd", "run", "--db", str(tmp_path / "none.db"),
+        "--check", "nightly", "--", "sh", "-c", "echo ran; exit 4",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    out, err = await wrapper.communicate()
+    assert wrapper.returncode == 4 and out == b"ran\n"
+    assert err.decode().count("\n") == 1 and "HEARTBEATD_PING_KEY" in err.decode()
+    assert not (tmp_path / "none.db").exists()
+
+
+async def test_a_slug_url_with_create_makes_the_check_on_the_first_run(daemon: Daemon) -> None:
+    key = await daemon.store.ping_key()
+    url = str(daemon.client.make_url(f"/ping/{key}/new-job")) + "?create=1"
+    run = await wrap(url, "true")
+    assert run.code == 0 and run.stderr == b""
+    assert await daemon.query("SELECT slug, status FROM checks") == [("new-job", "up")]
