@@ -1,0 +1,377 @@
+"""The Healthchecks management API under /api/v1/, /api/v2/ and /api/v3/ (PROTOCOL.md §4).
+
+Same paths, JSON, status codes, CORS and key rules as Healthchecks, so its clients work by
+changing a base URL; api_schema.py has the JSON. Every error is a JSON `{"error": "..."}`.
+Checks declared in the config file are read-only here (403): the file is their source of
+truth and would undo an API change at the next start. Each write goes through a store method
+that writes its audit row in the same transaction, with the key's name as the actor.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from heartbeatd import api_schema, badges, model
+from heartbeatd.api_openapi import OPENAPI
+from heartbeatd.api_schema import Channel, Site
+from heartbeatd.errors import BadRequest, Conflict, HeartbeatdError, NotFound
+from heartbeatd.model import Check
+from heartbeatd.notify import iso
+from heartbeatd.ping import UUID_FORM
+from heartbeatd.store import ApiKey, CheckDefinition
+from heartbeatd.web_keys import CLOCK, CONFIG, MONITOR, STORE
+
+routes = web.RouteTableDef()
+
+PREFIX = "/api/v{version:[123]}"
+MAX_BODY = 1_000_000
+KEY_LENGTH = 32
+CHUNK = 64 * 1024
+UNIQUE_KEY_LENGTH = 40
+MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z: the largest a date can show
+MAX_PINGS = 1000
+MAX_PING_NUMBER_DIGITS = 18  # past this, SQLite's integers overflow
+
+
+class Unauthorized(HeartbeatdError):
+    status = 401
+    text = "missing api key"
+
+
+class Forbidden(HeartbeatdError):
+    status = 403
+    text = "forbidden"
+
+
+class TooLarge(HeartbeatdError):
+    status = 413
+    text = f"request body is larger than {MAX_BODY} bytes"
+
+
+class Call:
+    """One authorized API request: the key, the parsed body, and what responses need."""
+
+    def __init__(self, request: web.Request, key: ApiKey, body: dict[str, Any]) -> None:
+        self.request, self.key, self.body = request, key, body
+        self.app = request.app
+        self.store = request.app[STORE]
+        self.now = request.app[CLOCK].now()
+        self.version = int(request.match_info.get("version", "3"))
+        self.actor = f"api:{key.name}"
+        self.channels = [
+            Channel(api_schema.channel_id(spec.name), spec.name, spec.type)
+            for spec in request.app[CONFIG].notifiers
+        ]
+        self._badge_secret: str | None = None
+
+    async def site(self) -> Site:
+        secret = self._badge_secret = self._badge_secret or await self.store.badge_secret()
+        root = self.app[CONFIG].site_url
+
+        def badge_url(check: Check) -> str:
+            return f"{root}/b/2/{badges.check_key(secret, check)}.svg"
+
+        return Site(root, self.version, badge_url)
+
+    async def check_json(self, check: Check) -> dict[str, Any]:
+        router = self.store.router
+        names = {*router(check, "down"), *router(check, "up")}
+        ids = [c.id for c in self.channels if c.name in names]
+        return api_schema.check_json(check, self.now, await self.site(), self.key.read_only, ids)
+
+    async def find(self, code: str, by_unique_key: bool = False) -> Check:
+        """The check with UUID `code` (or, for reads, unique_key `code`); 404 if none."""
+        if UUID_FORM.match(code):
+            return await self.store.check_by_uuid(code)
+        if by_unique_key and len(code) == UNIQUE_KEY_LENGTH:
+            for check in await self.store.list_checks():
+                if api_schema.unique_key(check.uuid) == code:
+                    return check
+        raise NotFound()
+
+    async def find_writable(self, code: str) -> Check:
+        check = await self.find(code)
+        refuse_managed(check)
+        return check
+
+    def builder(self, spec: dict[str, Any]) -> Callable[[Check | None], CheckDefinition]:
+        """What the store calls, inside its transaction, to turn the check it found (None:
+        none) into the definition to save; refuses config-file checks."""
+
+        def build(existing: Check | None) -> CheckDefinition:
+            refuse_managed(existing)
+            return api_schema.definition(spec, existing, self.version, self.channels)
+
+        return build
+
+    def arm(self, check: Check) -> None:
+        """Tell the monitor a check's new deadlines."""
+        self.app[MONITOR].arm(check.id, check.alert_after, model.late_at(check))
+
+    def disarm(self, check: Check) -> None:
+        self.app[MONITOR].arm(check.id, None, None)
+
+
+def refuse_managed(check: Check | None) -> None:
+    if check is not None and check.managed:
+        raise Forbidden(
+            f"check {check.slug!r} is declared in the config file; change it there "
+            "(the API may read it, not change it)"
+        )
+
+
+Handler = Callable[[Call], Awaitable[web.StreamResponse]]
+
+
+def endpoint(*methods: str, readers: bool = False) -> Callable[[Handler], Any]:
+    """CORS, OPTIONS, 405, the key check and JSON errors around a handler, as Healthchecks'
+    `cors` and `authorize` decorators do. `readers`: read-only keys may GET it."""
+    allowed = ", ".join([*methods, "OPTIONS"])
+    cors = {
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Allow-Headers": "X-Api-Key",
+        "Access-Control-Allow-Methods": allowed,
+        "Access-Control-Max-Age": "600",
+    }
+
+    def decorate(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        @functools.wraps(handler)
+        async def handle(request: web.Request) -> web.StreamResponse:
+            if request.method == "OPTIONS":
+                return web.Response(status=204, headers=cors)
+            if request.method not in methods:
+                return web.json_response({"error": "method not allowed"}, status=405, headers=cors)
+            try:
+                body = await read_body(request) if request.method == "POST" else {}
+                key = await authorize(request, body, not readers or request.method != "GET")
+                response = await handler(Call(request, key, body))
+            except HeartbeatdError as e:
+                response = web.json_response({"error": e.text}, status=e.status)
+            response.headers.update(cors)
+            return response
+
+        return handle
+
+    return decorate
+
+
+async def read_body(request: web.Request) -> dict[str, Any]:
+    """The JSON object a POST carries ({} when empty); 413 past 1 MB, 400 if not an object."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise TooLarge()
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(CHUNK):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise TooLarge()
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadRequest("could not parse request body") from None
+    if not isinstance(parsed, dict):
+        raise BadRequest("json validation error: value is not an object")
+    return parsed
+
+
+async def authorize(request: web.Request, body: dict[str, Any], write: bool) -> ApiKey:
+    """The key from `X-Api-Key`, or from a POST body's `api_key`; 401 unless it is a live key
+    allowed to do this."""
+    key = request.headers.get("X-Api-Key")
+    if key is None:
+        key = body.get("api_key")
+    if not isinstance(key, str) or len(key) != KEY_LENGTH:
+        raise Unauthorized("missing api key")
+    found = await request.app[STORE].authenticate(key, request.app[CLOCK].now())
+    if found is None or (write and found.read_only):
+        raise Unauthorized("wrong api key")
+    return found
+
+
+# -- checks ---------------------------------------------------------------------------------
+
+
+@routes.route("*", f"{PREFIX}/checks/")
+@endpoint("GET", "POST", readers=True)
+async def checks(call: Call) -> web.StreamResponse:
+    if call.request.method == "POST":
+        return await create_check(call)
+    tags = set(call.request.query.getall("tag", []))
+    slug = call.request.query.get("slug")
+    found = []
+    for check in await call.store.list_checks():
+        if tags <= set(check.tags.split()) and (not slug or check.slug == slug):
+            found.append(await call.check_json(check))
+    return web.json_response({"checks": found})
+
+
+async def create_check(call: Call) -> web.StreamResponse:
+    """Create, or with `unique` update the first check that matches (200 instead of 201)."""
+    spec = api_schema.parse_spec(call.body)
+    unique = api_schema.unique_columns(spec)
+    build = call.builder(spec)
+    check, created = await call.store.upsert_check(unique, build, call.now, call.actor)
+    call.arm(check)
+    return web.json_response(await call.check_json(check), status=201 if created else 200)
+
+
+@routes.route("*", f"{PREFIX}/checks/{{code}}")
+@endpoint("GET", "POST", "DELETE", readers=True)
+async def single(call: Call) -> web.StreamResponse:
+    code = call.request.match_info["code"]
+    if call.request.method == "GET":
+        return web.json_response(await call.check_json(await call.find(code, by_unique_key=True)))
+    check = await call.find_writable(code)
+    if call.request.method == "DELETE":
+        removed = await call.store.remove(check.uuid, call.actor, call.now)
+        call.disarm(removed)
+        return web.json_response(await call.check_json(removed))
+    build = call.builder(api_schema.parse_spec(call.body))
+    updated = await call.store.update_check(check.uuid, build, call.now, call.actor)
+    call.arm(updated)
+    return web.json_response(await call.check_json(updated))
+
+
+@routes.route("*", f"{PREFIX}/checks/{{code}}/pause")
+@endpoint("POST")
+async def pause(call: Call) -> web.StreamResponse:
+    """A no-op on a paused check (newer Healthchecks)."""
+    check = await call.find_writable(call.request.match_info["code"])
+    paused, _ = await call.store.change_state(check.uuid, model.pause, call.now, call.actor)
+    call.arm(paused)
+    return web.json_response(await call.check_json(paused))
+
+
+@routes.route("*", f"{PREFIX}/checks/{{code}}/resume")
+@endpoint("POST")
+async def resume(call: Call) -> web.StreamResponse:
+    check = await call.find_writable(call.request.match_info["code"])
+    resumed, flip = await call.store.change_state(check.uuid, model.resume, call.now, call.actor)
+    if flip is None:
+        raise Conflict("check is not paused")
+    call.arm(resumed)
+    return web.json_response(await call.check_json(resumed))
+
+
+# -- pings and flips ------------------------------------------------------------------------
+
+
+@routes.route("*", f"{PREFIX}/checks/{{code}}/pings/")
+@endpoint("GET")
+async def pings(call: Call) -> web.StreamResponse:
+    """Newest first; each success or failure that closed a run carries its duration."""
+    check = await call.find(call.request.match_info["code"])
+    limit = min(call.app[CONFIG].ping_retention, MAX_PINGS)
+    site = await call.site()
+    rows = await call.store.pings(check.id, limit)
+    return web.json_response({"pings": [api_schema.ping_json(row, check, site) for row in rows]})
+
+
+@routes.route("*", f"{PREFIX}/checks/{{code}}/pings/{{n}}/body")
+@endpoint("GET")
+async def ping_body(call: Call) -> web.StreamResponse:
+    check = await call.find(call.request.match_info["code"])
+    n = call.request.match_info["n"]
+    body = None
+    if n.isascii() and n.isdigit() and len(n) <= MAX_PING_NUMBER_DIGITS:
+        body = await call.store.ping_body(check.id, int(n))
+    if body is None:
+        raise NotFound()
+    return web.Response(body=body, content_type="text/plain")
+
+
+@routes.route("*", f"{PREFIX}/checks/{{code}}/flips/")
+@endpoint("GET", readers=True)
+async def flips(call: Call) -> web.StreamResponse:
+    """`{"flips": [...]}`, newest first, filtered by `seconds`, `start` and `end`.
+
+    The Healthchecks docs show a bare array here, but its code (and so every real server)
+    answers with this object; heartbeatd follows the code.
+    """
+    check = await call.find(call.request.match_info["code"], by_unique_key=True)
+    query = call.request.query
+    start, end = whole_number(query, "start"), whole_number(query, "end")
+    seconds = whole_number(query, "seconds")
+    if seconds is not None:
+        start = max(start or 0, call.now - seconds)
+    rows = await call.store.flips_between(check.id, start, end)
+    return web.json_response({"flips": [api_schema.flip_json(at, new) for at, new in rows]})
+
+
+def whole_number(query: Any, name: str, high: int = MAX_TIMESTAMP) -> int | None:
+    """A query parameter that must be a whole number from 0 to `high`; None if absent."""
+    value = query.get(name)
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or int(value) > high:
+        raise BadRequest(f"{name}: expected a whole number from 0 to {high}")
+    return int(value)
+
+
+# -- the rest -------------------------------------------------------------------------------
+
+
+@routes.route("*", f"{PREFIX}/channels/")
+@endpoint("GET")
+async def channels(call: Call) -> web.StreamResponse:
+    """heartbeatd's notifiers, as Healthchecks' integrations (`kind` is the notifier type)."""
+    return web.json_response(
+        {"channels": [{"id": c.id, "name": c.name, "kind": c.kind} for c in call.channels]}
+    )
+
+
+@routes.route("*", f"{PREFIX}/badges/")
+@endpoint("GET", readers=True)
+async def badge_list(call: Call) -> web.StreamResponse:
+    """Badge URLs for every tag, and `*` for all checks (badges.py serves them)."""
+    secret = await call.store.badge_secret()
+    root, sig = call.app[CONFIG].site_url, badges.signature(secret)
+    tags = {"*"}
+    for check in await call.store.list_checks():
+        tags.update(check.tags.split())
+    result = {}
+    for tag in sorted(tags):
+        stem = "" if tag == "*" else f"/{quote(tag, safe='')}"
+        urls = {}
+        for fmt in badges.FORMATS:
+            urls[fmt] = f"{root}/badge/{secret}/{sig}-2{stem}.{fmt}"
+            urls[f"{fmt}3"] = f"{root}/badge/{secret}/{sig}{stem}.{fmt}"
+        result[tag] = urls
+    return web.json_response({"badges": result})
+
+
+@routes.get(f"{PREFIX}/status/")
+async def status(request: web.Request) -> web.Response:
+    """Database liveness for load balancers: no key, plain `OK` (503 if the DB is unusable)."""
+    try:
+        await request.app[STORE].healthy()
+    except HeartbeatdError as e:
+        return web.Response(status=e.status, text=e.text)
+    return web.Response(text="OK")
+
+
+@routes.get("/api/v3/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of this API (api_openapi.py); public, like Healthchecks'
+    own API documentation."""
+    return web.json_response(OPENAPI, headers={"Access-Control-Allow-Origin": "*"})
+
+
+@routes.route("*", "/api/v3/audit/")
+@endpoint("GET")
+async def audit(call: Call) -> web.StreamResponse:
+    """heartbeatd's extension: the audit log, newest first (`?limit=`, default 100)."""
+    limit = whole_number(call.request.query, "limit", high=100_000)
+    rows = await call.store.audit_log(100 if limit is None else limit)
+    for row in rows:
+        row["at"] = iso(row["at"])
+    return web.json_response({"audit": rows})
