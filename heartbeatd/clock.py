@@ -8,7 +8,6 @@ loses one. Tests use ManualClock to move both without sleeping.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Protocol
 
@@ -32,8 +31,13 @@ class SystemClock:
         return time.monotonic()
 
     async def sleep(self, seconds: float, wake: asyncio.Event) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=max(seconds, 0))
+        # Not asyncio.wait_for: on 3.11 it swallows a cancel that arrives in the same loop
+        # turn as `wake`, and shutdown would then wait for the next deadline (up to an hour).
+        waiter = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait([waiter], timeout=max(seconds, 0))
+        finally:
+            waiter.cancel()
 
 
 class ManualClock:

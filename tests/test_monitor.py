@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from heartbeatd import model
-from heartbeatd.clock import ManualClock
+from heartbeatd.clock import ManualClock, SystemClock
 from heartbeatd.store import Store
 from tests.conftest import Daemon
 
@@ -162,3 +164,15 @@ async def test_the_daemon_learns_of_a_pause_made_by_another_process(
             break
     await daemon.advance(100)
     assert [f[1] for f in await flips(daemon)] == ["up", "paused"]
+
+
+async def test_shutdown_is_not_held_up_by_a_wake_in_the_same_turn() -> None:
+    """A ping (or reload) waking the monitor just as SIGTERM cancels it must not make the
+    daemon wait for its next deadline, an hour away, before it can stop."""
+    wake = asyncio.Event()
+    sleeping = asyncio.create_task(SystemClock().sleep(3600, wake))
+    await asyncio.sleep(0)
+    wake.set()
+    sleeping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(sleeping, 1)
