@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import jinja2
 from aiohttp import web
 
-from heartbeatd import ping, views
+from heartbeatd import api, badges, ingress, metrics, ping, views, views_actions
 from heartbeatd.clock import Clock, SystemClock
 from heartbeatd.config import Config
 from heartbeatd.errors import not_found
 from heartbeatd.monitor import Monitor
 from heartbeatd.notify import build_notifiers, make_router
 from heartbeatd.notify.dispatch import Dispatcher
+from heartbeatd.ratelimit import MISS_LIMITER, MissLimiter, limit_misses
+from heartbeatd.selfmon import SELFMON, SelfMonitor
 from heartbeatd.store import Store
 from heartbeatd.web_keys import CLOCK, CONFIG, DISPATCHER, MONITOR, STORE, TEMPLATES
 
@@ -23,7 +26,8 @@ log = logging.getLogger("heartbeatd")
 
 def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     """The whole daemon as an aiohttp app; tests build it the same way with a ManualClock."""
-    app = web.Application()
+    app = web.Application(middlewares=[limit_misses])  # 404 guesses: see ratelimit.py
+    app[MISS_LIMITER] = MissLimiter()
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()
     app[TEMPLATES] = jinja2.Environment(
@@ -37,22 +41,34 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     watch_late = any("late" in spec.events for spec in config.notifiers)
     monitor = Monitor(store, app[CLOCK], config.startup_grace, dispatcher.wake, watch_late)
     app[STORE], app[MONITOR], app[DISPATCHER] = store, monitor, dispatcher
+    selfmon = app[SELFMON] = SelfMonitor(
+        store, app[CLOCK], config.self_ping_url, config.self_ping_interval
+    )
+    app[metrics.STATS] = metrics.Stats(started=app[CLOCK].now())
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         await store.open()
         for change in await store.reconcile(config.checks, app[CLOCK].now()):
             log.info("%s", change)
+        dispatcher.heartbeatd_down = await selfmon.start()
         await monitor.start()
         dispatcher.start()
         log.info("watching %d checks; database %s", len(monitor), config.db)
         yield
         await monitor.stop()
         await dispatcher.stop()
+        await selfmon.stop()
         await store.close()
         log.info("stopped; database closed")
 
     app.cleanup_ctx.append(lifetime)
     app.add_routes(ping.routes)
     app.add_routes(views.routes)
+    app.add_routes(views_actions.routes)
+    app.add_routes(badges.routes)
+    app.router.add_static("/static", Path(__file__).parent / "static")
+    app.add_routes(ingress.routes)
+    app.add_routes(metrics.routes)
+    app.add_routes(api.routes)
     app.router.add_route("*", "/{tail:.*}", not_found)  # last: only what nothing else claims
     return app

@@ -10,20 +10,29 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
+import sqlite3
+import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Coroutine
-from functools import wraps
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from functools import partial, wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from aiohttp import web
 
-from heartbeatd import __version__, model
+from heartbeatd import __version__, importer, model, systemd_timers
+from heartbeatd import run as wrapper
 from heartbeatd.app import create_app
+from heartbeatd.assertions import show
+from heartbeatd.auth import hash_password
+from heartbeatd.backup import BackupError, backup, before_restore_path, restore
 from heartbeatd.clock import SystemClock
 from heartbeatd.config import Config, ConfigError, load_config
 from heartbeatd.durations import format_duration, parse_bounded_duration
@@ -31,8 +40,12 @@ from heartbeatd.errors import HeartbeatdError
 from heartbeatd.logs import setup_logging
 from heartbeatd.model import Check, slugify
 from heartbeatd.notify import Event, Notifier, NotifyError, build_notifiers, iso
+from heartbeatd.reload import Reloader
 from heartbeatd.schedule import describe, upcoming, validate_cron, validate_tz
+from heartbeatd.sdnotify import Systemd, stop_watchdog
+from heartbeatd.selfmon import HEARTBEAT_EVERY, describe_downtime
 from heartbeatd.store import CheckDefinition, Store
+from heartbeatd.web_keys import STORE
 
 log = logging.getLogger("heartbeatd")
 T = TypeVar("T")
@@ -52,10 +65,16 @@ def config_options(command: F) -> F:
     )(command)
 
 
-def load(config_file: str | None, **flags: str | None) -> Config:
+def read_config(config_file: str | None, **flags: str | None) -> Config:
+    """The config from the file, environment and flags; raises ConfigError. SIGHUP calls it
+    again with the same arguments."""
     overrides = {key: value for key, value in flags.items() if value is not None}
+    return load_config(Path(config_file) if config_file else None, os.environ, overrides)
+
+
+def load(config_file: str | None, **flags: str | None) -> Config:
     try:
-        return load_config(Path(config_file) if config_file else None, os.environ, overrides)
+        return read_config(config_file, **flags)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
 
@@ -99,10 +118,11 @@ def serve(config_file: str | None, db: str | None, listen: str | None) -> None:
         app = create_app(config)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
-    run(_serve(app, config))
+    run(_serve(app, config, partial(read_config, config_file, db=db, listen=listen)))
 
 
-async def _serve(app: web.Application, config: Config) -> None:
+async def _serve(app: web.Application, config: Config, reread: Callable[[], Config]) -> None:
+    systemd = Systemd.from_environ(os.environ)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
     await runner.setup()
     try:
@@ -116,10 +136,40 @@ async def _serve(app: web.Application, config: Config) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        reloader = Reloader(app, reread)
+        reloads: set[asyncio.Task[None]] = set()
+        loop.add_signal_handler(signal.SIGHUP, _start_reload, reloader, systemd, reloads)
+        systemd.ready(await _status(app))
+        watchdog = systemd.start_watchdog()
         await stop.wait()
+        systemd.stopping()
         log.info("shutting down: finishing in-flight pings")
+        loop.remove_signal_handler(signal.SIGHUP)
+        await asyncio.gather(*reloads)
+        await stop_watchdog(watchdog)
     finally:
         await runner.cleanup()
+        systemd.close()
+
+
+def _start_reload(reloader: Reloader, systemd: Systemd, running: set[asyncio.Task[None]]) -> None:
+    async def reload() -> None:
+        systemd.reloading()
+        try:
+            applied = await reloader.reload()
+        except HeartbeatdError as e:  # the database refused the checks: they stay as they were
+            log.error("reload: cannot update the checks: %s", e.text)
+            applied = False
+        systemd.ready(await _status(reloader.app) + ("" if applied else "; reload failed"))
+
+    task = asyncio.get_running_loop().create_task(reload(), name="heartbeatd-reload")
+    running.add(task)
+    task.add_done_callback(running.discard)
+
+
+async def _status(app: web.Application) -> str:
+    """The one-line STATUS that `systemctl status` shows."""
+    return f"watching {len(await app[STORE].armed())} checks"
 
 
 # -- notifications ------------------------------------------------------------------------
@@ -274,7 +324,7 @@ def check_add(
         misses=misses,
         max_runtime=duration_option(max_runtime, "--max-runtime"),
     )
-    added = with_store(config, lambda s: s.add_check(definition, SystemClock().now()))
+    added = with_store(config, lambda s: s.add_check(definition, SystemClock().now(), actor="cli"))
     if as_json:
         click.echo(json.dumps(check_dict(added, config), indent=2))
         return
@@ -375,13 +425,14 @@ def check_show(config_file: str | None, db: str | None, ref: str, as_json: bool)
     found, pings, flips = with_store(config, gather)
     info = check_dict(found, config)
     if as_json:
+        info["rules"] = found.rules.as_config()
         info["pings"] = [
             {**p, "created": iso(p["created"]), "body": _text(p["body"])} for p in pings
         ]
         info["flips"] = [{**f, "at": iso(f["at"]), "noticed": iso(f["noticed"])} for f in flips]
         click.echo(json.dumps(info, indent=2))
         return
-    for key, value in info.items():
+    for key, value in [*info.items(), *found.rules.describe()]:
         click.echo(f"{key + ':':<20}{value}")
     click.echo("\nRecent pings:")
     for p in pings or [{"created": None}]:
@@ -390,9 +441,12 @@ def check_show(config_file: str | None, db: str | None, ref: str, as_json: bool)
             break
         extra = f" exit {p['exit_status']}" if p["exit_status"] is not None else ""
         took = f" took {p['duration']:.1f}s" if p["duration"] is not None else ""
+        extra += "".join(f" {name}={show(name, value)}" for name, value in p["metrics"].items())
         click.echo(
             f"  #{p['n']} {iso(p['created'])} {p['kind']}{extra}{took} from {p['remote_addr']}"
         )
+        for note in p["notes"]:
+            click.echo(f"      note: {note}")
     click.echo("\nStatus changes:")
     for f in flips:
         detail = f" ({f['detail']})" if f["detail"] else ""
@@ -415,7 +469,9 @@ def state_command(name: str, change: Callable[[Check, float], model.Flip | None]
     @wraps(change)
     def command(config_file: str | None, db: str | None, ref: str) -> None:
         config = load(config_file, db=db)
-        found, flip = with_store(config, lambda s: s.change_state(ref, change, SystemClock().now()))
+        found, flip = with_store(
+            config, lambda s: s.change_state(ref, change, SystemClock().now(), "cli")
+        )
         if flip is None and refused:
             raise click.ClickException(refused)
         click.echo(f"{done} {found.name!r}.")
@@ -433,7 +489,7 @@ state_command("resume", model.resume, "Resumed", "check is not paused")
 def check_remove(config_file: str | None, db: str | None, ref: str) -> None:
     """Remove a check and its history; its ping URL answers 404 from now on."""
     config = load(config_file, db=db)
-    removed = with_store(config, lambda s: s.remove(ref))
+    removed = with_store(config, lambda s: s.remove(ref, "cli", SystemClock().now()))
     if removed.managed:
         click.echo("Note: it is declared in the config file and comes back at the next start.")
     click.echo(f"Removed {removed.name!r}.")
@@ -445,7 +501,7 @@ def check_remove(config_file: str | None, db: str | None, ref: str) -> None:
 def check_rotate(config_file: str | None, db: str | None, ref: str) -> None:
     """Give a check a new ping URL; the old one answers 404 from now on."""
     config = load(config_file, db=db)
-    rotated = with_store(config, lambda s: s.rotate(ref))
+    rotated = with_store(config, lambda s: s.rotate(ref, "cli", SystemClock().now()))
     click.echo(f"New ping URL for {rotated.name!r}: {ping_url(config, rotated)}")
 
 
@@ -497,3 +553,389 @@ def send_ping(
         ) from None
     except OSError as e:
         raise click.ClickException(f"cannot reach {url}: {e}") from None
+
+
+# -- run: the job wrapper -----------------------------------------------------------------
+
+
+@cli.command("run", context_settings={"ignore_unknown_options": True,
+                                      "allow_interspersed_args": False})  # fmt: skip
+@config_options
+@click.option("--check", "target", required=True, metavar="SLUG-or-UUID-or-URL",
+              help="the check to report to")  # fmt: skip
+@click.option("--url", "site_url", metavar="BASE",
+              help="the daemon's base URL [env HEARTBEATD_SITE_URL]")  # fmt: skip
+@click.option("--ping-key", envvar="HEARTBEATD_PING_KEY", metavar="KEY",
+              help="for a slug: the instance's ping key [env HEARTBEATD_PING_KEY; default: "
+                   "read from the database]")  # fmt: skip
+@click.option("--rid", type=click.UUID, help="run id pairing start and finish [default: new]")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run_wrapped(
+    config_file: str | None, db: str | None, target: str, site_url: str | None,
+    ping_key: str | None, rid: uuid.UUID | None, command: tuple[str, ...],
+) -> None:  # fmt: skip
+    """Run COMMAND, pinging the check at its start and with its exit status and output.
+
+    The command's output passes through unchanged; its last Ping-Body-Limit bytes go with the
+    final ping. Exits with the command's own exit code, also when the monitor is unreachable.
+    """
+    config = load(config_file, db=db, site_url=site_url)
+    stdout, stderr = wrapper.unbuffered(1), wrapper.unbuffered(2)
+    try:
+        url = wrapper.check_url(target, config.site_url, lambda: ping_key or local_ping_key(config))
+    except wrapper.PingFailed as e:
+        wrapper.warn(stderr, f"not reporting to the monitor: {e}")
+        sys.exit(wrapper.run_command(command, wrapper.Tail(0), stdout, stderr))
+    pinger = wrapper.Pinger(url, str(rid or uuid.uuid4()))
+    sys.exit(wrapper.run_job(command, pinger, stdout, stderr))
+
+
+def local_ping_key(config: Config) -> str | None:
+    """The ping key from the local database, when there is one (never creates it)."""
+    if not Path(config.db).is_file():
+        return None
+    try:
+        return with_store(config, lambda s: s.ping_key())
+    except (click.ClickException, OSError, sqlite3.Error):
+        return None
+
+
+# -- API keys and audit log ---------------------------------------------------------------
+
+
+@cli.group()
+def apikey() -> None:
+    """Create, list and revoke management API keys."""
+
+
+@apikey.command("create")
+@config_options
+@click.option("--name", help="a name to tell keys apart in lists and the audit log [default: keyN]")
+@click.option("--read-only", is_flag=True, help="a key that can only read checks, flips and badges")
+def apikey_create(config_file: str | None, db: str | None, name: str | None,
+                  read_only: bool) -> None:  # fmt: skip
+    """Create a key and print it; it is shown this once, only its hash is stored."""
+    config = load(config_file, db=db)
+    key, chosen = with_store(
+        config, lambda s: s.create_api_key(name, read_only, SystemClock().now(), "cli")
+    )
+    click.echo(key)
+    kind = "read-only" if read_only else "read-write"
+    click.echo(f"Created {kind} API key {chosen!r}. Store it now: it cannot be shown again.",
+               err=True)  # fmt: skip
+    click.echo(f"Use it as: curl -H 'X-Api-Key: {key[:4]}...' {config.site_url}/api/v3/checks/",
+               err=True)  # fmt: skip
+
+
+@apikey.command("list")
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def apikey_list(config_file: str | None, db: str | None, as_json: bool) -> None:
+    """List keys: name, access, when created and last used (never the key itself)."""
+    config = load(config_file, db=db)
+    keys = with_store(config, lambda s: s.api_keys())
+    for key in keys:
+        for field in ("created", "last_used", "revoked"):
+            key[field] = iso(key[field])
+    if as_json:
+        click.echo(json.dumps(keys, indent=2))
+        return
+    if not keys:
+        click.echo("No API keys yet: heartbeatd apikey create --name NAME")
+        return
+    rows = [("ID", "NAME", "ACCESS", "CREATED", "LAST USED", "REVOKED")]
+    for k in keys:
+        rows.append((str(k["id"]), k["name"], "read-only" if k["read_only"] else "read-write",
+                     k["created"], k["last_used"] or "never", k["revoked"] or ""))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+@apikey.command("revoke")
+@config_options
+@click.argument("ref", metavar="NAME-or-ID")
+def apikey_revoke(config_file: str | None, db: str | None, ref: str) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    config = load(config_file, db=db)
+    name = with_store(config, lambda s: s.revoke_api_key(ref, SystemClock().now(), "cli"))
+    click.echo(f"Revoked API key {name!r}.")
+
+
+@cli.command("audit")
+@config_options
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def audit_log(config_file: str | None, db: str | None, limit: int, as_json: bool) -> None:
+    """Changes, newest first: when, who, what, and the values before and after."""
+    config = load(config_file, db=db)
+    rows = with_store(config, lambda s: s.audit_log(limit))
+    if as_json:
+        click.echo(json.dumps([{**row, "at": iso(row["at"])} for row in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no changes recorded yet")
+    for row in rows:
+        click.echo(f"{iso(row['at'])} {row['actor']} {row['action']} {_audit_subject(row)}"
+                   f"{_audit_change(row['before'], row['after'])}")  # fmt: skip
+
+
+def _audit_subject(row: dict[str, Any]) -> str:
+    """A check by its name and UUID; anything else by its target."""
+    record = row["after"] or row["before"] or {}
+    if "uuid" in record:
+        return f"{record['name']!r} ({row['target']})"
+    return str(row["target"])
+
+
+def _audit_change(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    """`: key old -> new, ...` for the fields an update changed."""
+    if before is None or after is None:
+        return ""
+    changed = [f"{key} {before.get(key)!r} -> {after[key]!r}"
+               for key in after if before.get(key) != after[key]]  # fmt: skip
+    return ": " + ", ".join(changed) if changed else ""
+
+
+# -- web UI users -------------------------------------------------------------------------
+
+MIN_PASSWORD = 8
+
+
+@cli.group()
+def user() -> None:
+    """Users who can log in to the web UI."""
+
+
+@user.command("set-password")
+@config_options
+@click.option("--user", "name", default="admin", show_default=True, help="the user to log in as")
+@click.option("--stdin", "from_stdin", is_flag=True, help="read the password from standard input")
+def user_set_password(config_file: str | None, db: str | None, name: str,
+                      from_stdin: bool) -> None:  # fmt: skip
+    """Create a web UI user or change their password (which logs them out everywhere)."""
+    config = load(config_file, db=db)
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD:
+        raise click.ClickException(f"the password needs at least {MIN_PASSWORD} characters")
+    hashed = hash_password(password)
+    now = SystemClock().now()
+
+    async def save(store: Store) -> None:
+        await store.set_password(name, hashed, now)
+        await store.record_audit(now, "cli", "user.set-password", name)
+
+    with_store(config, save)
+    click.echo(f"Password set for {name!r}; log in at {config.site_url}/login")
+
+
+# -- status of heartbeatd itself ---------------------------------------------------------
+
+
+@cli.command("status")
+@config_options
+def status(config_file: str | None, db: str | None) -> None:
+    """Whether the daemon is alive, when it was last down, and the checks by status."""
+    config = load(config_file, db=db)
+
+    async def read(store: Store) -> tuple[float | None, tuple[float, float] | None, list[Check]]:
+        return await store.alive_at(), await store.last_downtime(), await store.list_checks()
+
+    alive_at, downtime, checks = with_store(config, read)
+    now = SystemClock().now()
+    if alive_at is None:
+        click.echo("heartbeatd: has not served this database yet")
+    else:
+        running = "running" if now - alive_at < 2 * HEARTBEAT_EVERY else "not running"
+        click.echo(f"heartbeatd: {running}, last heartbeat {iso(alive_at)}")
+    last = describe_downtime(downtime) if downtime else "none recorded"
+    click.echo(f"last downtime: {last}")
+    counts = Counter(str(model.status_at(c, now)) for c in checks)
+    by_status = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+    click.echo(f"checks: {len(checks)}" + (f" ({by_status})" if checks else ""))
+
+
+# -- backup and restore -------------------------------------------------------------------
+
+
+@cli.command("backup")
+@config_options
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def backup_command(config_file: str | None, db: str | None, file: Path) -> None:
+    """Copy the database to FILE; safe while the daemon serves (SQLite's online backup)."""
+    config = load(config_file, db=db)
+    try:
+        facts = backup(Path(config.db), file)
+    except BackupError as e:
+        raise click.ClickException(e.text) from None
+    click.echo(f"Backed up {config.db} to {file}: {facts.checks} checks, {facts.pings} pings.")
+
+
+@cli.command("restore")
+@config_options
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+def restore_command(config_file: str | None, db: str | None, file: Path) -> None:
+    """Replace the database with the backup FILE (stop the daemon first).
+
+    The current database is kept as <db>.before-restore.
+    """
+    config = load(config_file, db=db)
+    target = Path(config.db)
+    had_one = target.exists()
+    try:
+        facts = restore(file, target)
+    except BackupError as e:
+        raise click.ClickException(e.text) from None
+    click.echo(f"Restored {target} from {file}: {facts.checks} checks, {facts.pings} pings.")
+    if had_one:
+        click.echo(f"The previous database is kept as {before_restore_path(target)}.")
+
+
+# -- import: checks for the jobs cron already runs ----------------------------------------
+
+
+@cli.group("import")
+def import_jobs() -> None:
+    """Propose checks for the jobs cron and systemd timers run, and how to make them report."""
+
+
+@import_jobs.command("crontab")
+@config_options
+@click.argument("source", required=False, metavar="[FILE|-]")
+@click.option("--tz", help="zone cron runs in  [default: /etc/timezone, /etc/localtime, $TZ]")
+@click.option("--grace", default="1h", show_default=True, help="grace of the new checks")
+@click.option("--system", is_flag=True, help="/etc/crontab format: a user field after the time")
+@click.option("--with", "wrapper", type=click.Choice(["run", "hb"]), default="run",
+              show_default=True, help="wrap with `heartbeatd run` or contrib/hb")  # fmt: skip
+@click.option("--exe", metavar="PATH",
+              help="the wrapper as cron should call it  [default: this heartbeatd's path, or "
+                   "/usr/local/bin/hb]")  # fmt: skip
+@click.option("--apply", is_flag=True, help="create the checks (existing slugs are reused)")
+def import_crontab(
+    config_file: str | None, db: str | None, source: str | None, tz: str | None, grace: str,
+    system: bool, wrapper: str, exe: str | None, apply: bool,
+) -> None:  # fmt: skip
+    """Read a crontab (default: `crontab -l`) and propose one check per job.
+
+    The table goes to stderr, the rewritten crontab to stdout; your crontab itself is never
+    changed: `heartbeatd import crontab --apply > new && crontab new` installs it.
+    """
+    config = load(config_file, db=db)
+    zone = import_zone(tz)
+    grace_seconds = duration_option(grace, "--grace") or 0.0
+    text = read_command(["crontab", "-l"]) if source is None else read_source(source)
+    crontab = importer.parse_crontab(text, zone, system)
+    proposals = importer.propose(crontab)
+    for line in importer.table(proposals, crontab.skipped):
+        click.echo(line, err=True)
+    if apply:
+        create_proposed(config, proposals, grace_seconds)
+    key = local_ping_key(config) or "<ping-key>"
+    header: list[str] = []
+    if wrapper == "run":
+        exe = exe or heartbeatd_path()
+        wrappers = {p.job.line_no: f"{exe} run --check {p.slug}" for p in proposals}
+        if proposals and not any(line.startswith("HEARTBEATD_PING_KEY=") for line in crontab.lines):
+            header = [
+                "# heartbeatd run reports to this instance; the key makes slug URLs work.",
+                f"HEARTBEATD_SITE_URL={config.site_url}",
+                f"HEARTBEATD_PING_KEY={key}",
+            ]
+    else:
+        exe = exe or "/usr/local/bin/hb"
+        wrappers = {p.job.line_no: f"{exe} {config.site_url}/ping/{key}/{p.slug}"
+                    for p in proposals}  # fmt: skip
+    click.echo(importer.rewrite(crontab, wrappers, header), nl=False)
+    if not apply:
+        click.echo("Dry run: no checks created; --apply creates them.", err=True)
+
+
+def import_zone(tz: str | None) -> str:
+    """The zone the imported schedules run in: --tz, else the system's."""
+    zone = tz or importer.system_timezone(os.environ)
+    try:
+        validate_tz(zone)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--tz") from None
+    return zone
+
+
+def create_proposed(config: Config, proposals: Sequence[importer.Proposed], grace: float) -> None:
+    created = with_store(config, lambda s: importer.create_checks(
+        s, proposals, grace, SystemClock().now()))  # fmt: skip
+    for found, new in created:
+        verb = "created" if new else "reused existing"
+        click.echo(f"{verb} check {found.slug} ({describe(found.schedule)})", err=True)
+
+
+def read_source(source: str) -> str:
+    """A FILE argument's text, or stdin's for `-`."""
+    if source == "-":
+        return sys.stdin.read()
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise click.ClickException(f"cannot read {source}: {e}") from None
+
+
+def heartbeatd_path() -> str:
+    """This heartbeatd's absolute path: cron's PATH rarely includes a virtualenv."""
+    if Path(sys.argv[0]).name == "heartbeatd":
+        return os.path.abspath(sys.argv[0])
+    return shutil.which("heartbeatd") or "heartbeatd"
+
+
+@import_jobs.command("systemd-timers")
+@config_options
+@click.argument("source", required=False, metavar="[FILE|-]")
+@click.option("--tz", help="zone of the timers  [default: /etc/timezone, /etc/localtime, $TZ]")
+@click.option("--grace", default="1h", show_default=True, help="grace of the new checks")
+@click.option("--apply", is_flag=True, help="create the checks (existing slugs are reused)")
+def import_systemd_timers(
+    config_file: str | None, db: str | None, source: str | None, tz: str | None, grace: str,
+    apply: bool,
+) -> None:  # fmt: skip
+    """Read `systemctl list-timers --all` output (default: run it) and propose one check per timer.
+
+    The table goes to stderr; the drop-ins that make each timer's service report go to stdout
+    (they use contrib/systemd-timer/heartbeatd-ping@.service). Without FILE, each timer's
+    OnCalendar= is read with `systemctl show`; otherwise the period is NEXT minus LAST.
+    """
+    config = load(config_file, db=db)
+    zone = import_zone(tz)
+    grace_seconds = duration_option(grace, "--grace") or 0.0
+    listing = ["systemctl", "list-timers", "--all", "--no-pager"]
+    text = read_command(listing) if source is None else read_source(source)
+    try:
+        timers = systemd_timers.parse_list_timers(text)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    calendars = {
+        t.unit: systemd_timers.calendar_specs(read_command(
+            ["systemctl", "show", "-p", "TimersCalendar", t.unit]))
+        for t in timers if source is None
+    }  # fmt: skip
+    proposals, skipped = systemd_timers.propose_timers(timers, calendars, zone)
+    for line in systemd_timers.table(proposals, skipped):
+        click.echo(line, err=True)
+    if apply:
+        create_proposed(config, proposals, grace_seconds)
+    for proposal in proposals:
+        click.echo("\n".join(systemd_timers.drop_in(proposal)))
+    if not apply:
+        click.echo("Dry run: no checks created; --apply creates them.", err=True)
+
+
+def read_command(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as e:
+        raise click.ClickException(f"cannot run {argv[0]}: {e.strerror}; give a FILE") from None
+    if done.returncode != 0:
+        raise click.ClickException(f"{' '.join(argv)}: {done.stderr.strip() or 'failed'}")
+    return done.stdout

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from heartbeatd import rules
 from heartbeatd.durations import parse_bounded_duration, parse_duration
 from heartbeatd.model import slugify
 from heartbeatd.schedule import validate_cron, validate_tz
@@ -67,9 +68,13 @@ class Config:
     trusted_proxies: tuple[Network, ...] = ()
     startup_grace: float | None = None
     enable_shell: bool = False
+    metrics_key: str = ""  # empty: /metrics is public
+    self_ping_url: str = ""  # another monitor that expects a ping from heartbeatd itself
+    self_ping_interval: float = 60.0
     checks: tuple[CheckDefinition, ...] = ()
     notifiers: tuple[NotifierSpec, ...] = (IMPLICIT_LOG,)
     source: str | None = None
+    ui_public: bool | None = None  # [ui] public; None: public only when listening on loopback
 
     @property
     def host(self) -> str:
@@ -142,6 +147,27 @@ def _flag(value: object) -> bool:
     return value
 
 
+def _secret(value: object) -> str:
+    """A key people must present: at least 16 characters, so it cannot be guessed."""
+    text = _text(value)
+    if len(text) < 16:
+        raise ValueError("expected at least 16 characters, e.g. from `openssl rand -hex 16`")
+    return text
+
+
+def _ping_url(value: object) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", text):
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return text
+
+
+def _self_ping_interval(value: object) -> float:
+    if not isinstance(value, str | int | float):
+        raise ValueError(f"expected a duration like '1m', got {value!r}")
+    return parse_bounded_duration(value, 10.0, 86400.0)
+
+
 def _duration(value: object) -> float:
     if not isinstance(value, str | int | float):
         raise ValueError(f"expected a duration like '5m', got {value!r}")
@@ -157,8 +183,12 @@ SETTINGS: dict[str, Callable[[object], Any]] = {
     "trusted_proxies": _networks,
     "startup_grace": _duration,
     "enable_shell": _flag,
+    "metrics_key": _secret,
+    "self_ping_url": _ping_url,
+    "self_ping_interval": _self_ping_interval,
 }
-TABLES = ("check", "notifier")
+TABLES = ("check", "notifier", "ui")
+UI_KEYS = ("public",)
 
 
 # -- loading ------------------------------------------------------------------------------
@@ -185,6 +215,8 @@ def load_config(path: Path | None, env: Mapping[str, str], flags: Mapping[str, s
         notifiers = tuple(_notifiers(document.get("notifier", []), path, lines, env))
         _refuse_shell_unless_enabled(notifiers, values.get("enable_shell", False))
         checks = tuple(_checks(document.get("check", []), path, lines, notifiers))
+        if "ui" in document:
+            values["ui_public"] = _ui(document["ui"], path, lines)
     for key in SETTINGS:
         variable = f"HEARTBEATD_{key.upper()}"
         if variable in env:
@@ -199,6 +231,26 @@ def load_config(path: Path | None, env: Mapping[str, str], flags: Mapping[str, s
         notifiers=notifiers or (IMPLICIT_LOG,),
         source=str(path) if path else None,
     )
+
+
+def _ui(value: object, path: Path, lines: Lines) -> bool | None:
+    """The [ui] table: who may see the status page without logging in."""
+    if not isinstance(value, dict):
+        raise ConfigError(str(path), lines.line(None, "ui"), "ui", "write it as a [ui] table")
+    for key in value:
+        if key not in UI_KEYS:
+            line = lines.line("ui", key)
+            raise ConfigError(
+                str(path), line, f"ui.{key}", f"unknown key; [ui] takes {', '.join(UI_KEYS)}"
+            )
+    if "public" not in value:
+        return None
+    if not isinstance(value["public"], bool):
+        line = lines.line("ui", "public")
+        raise ConfigError(
+            str(path), line, "ui.public", f"expected true or false, got {value['public']!r}"
+        )
+    return value["public"]
 
 
 def _refuse_shell_unless_enabled(notifiers: tuple[NotifierSpec, ...], enabled: bool) -> None:
@@ -263,6 +315,8 @@ class Lines:
             if header:
                 name = header[2].strip('"')
                 index = counts.get(name, -1) + 1 if header[1] == "[[" else 0
+                if header[1] == "[" and "." in name:  # [check.assert]: of the latest [[check]]
+                    index = counts.get(name.partition(".")[0], 0)
                 counts[name] = index
                 table = (name, index)
                 self._at.setdefault(table, {})[""] = number
@@ -285,6 +339,9 @@ def _tables(value: object, path: Path, lines: Lines, name: str) -> list[dict[str
     return value
 
 
+PATH_OPTIONS = frozenset({"ca_file"})  # `_file` options that name a file, not hold a secret
+
+
 def _resolve_secrets(
     options: dict[str, object], directory: Path, env: Mapping[str, str]
 ) -> dict[str, object]:
@@ -293,6 +350,9 @@ def _resolve_secrets(
     so secrets need not sit in a config file that is often world-readable or in git."""
     resolved = dict(options)
     for key, value in options.items():
+        if key in PATH_OPTIONS and isinstance(value, str):
+            resolved[key] = str(directory / value)  # the notifier opens it; not a secret
+            continue
         base, _, source = key.rpartition("_")
         if source not in ("file", "env") or not base:
             continue
@@ -376,7 +436,7 @@ def _events(value: object) -> tuple[str, ...]:
     return names
 
 
-CHECK_KEYS = tuple(f.name for f in fields(CheckDefinition))
+CHECK_KEYS = tuple(f.name for f in fields(CheckDefinition) if f.name != "rules") + rules.KEYS
 
 
 def _checks(
@@ -389,7 +449,8 @@ def _checks(
         try:
             check = _check(table, known_notifiers)
         except _KeyError as e:
-            raise ConfigError(str(path), at.get(e.key, at.get("")), e.key, e.message) from None
+            line = _check_key_line(lines, index, e.key)
+            raise ConfigError(str(path), line, e.key, e.message) from None
         if any(other.slug == check.slug for other in checks):
             line = at.get("slug", at.get(""))
             raise ConfigError(str(path), line, "slug", f"another check has slug {check.slug!r}")
@@ -442,7 +503,23 @@ def _check(table: dict[str, Any], known_notifiers: set[str]) -> CheckDefinition:
         max_runtime=get("max_runtime", parse_bounded_duration),
         manual_resume=get("manual_resume", _bool, False),
         methods=get("methods", _methods, ""),
+        rules=_rules(table),
     )
+
+
+def _rules(table: dict[str, Any]) -> rules.CheckRules:
+    try:
+        return rules.from_config(table)
+    except rules.RuleError as e:
+        raise _KeyError(e.key, str(e)) from None
+
+
+def _check_key_line(lines: Lines, index: int, key: str) -> int | None:
+    """The line of a [[check]] key, or of `assert.bytes` in its [check.assert] table."""
+    at = lines.table("check", index)
+    table, _, sub = key.partition(".")
+    inner = lines.table(f"check.{table}", index) if sub else {}
+    return inner.get(sub) or at.get(table) or inner.get("") or at.get("")
 
 
 def _slug(value: object) -> str:

@@ -37,6 +37,13 @@ class Conflict(HeartbeatdError):
     text = "conflict"
 
 
+class TooManyRequests(HeartbeatdError):
+    """A source guessing URLs has spent its 404 budget (ratelimit.py)."""
+
+    status = 429
+    text = "rate limited"
+
+
 class Unavailable(HeartbeatdError):
     """The database cannot take the write (disk full, read-only, locked): say 503, never OK."""
 

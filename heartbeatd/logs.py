@@ -10,6 +10,9 @@ import logging
 import os
 import sys
 
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
 SYSLOG_PRIORITY = {
     logging.CRITICAL: 2,
     logging.ERROR: 3,
@@ -23,6 +26,24 @@ class JournalFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         priority = SYSLOG_PRIORITY.get(record.levelno, 6)
         return f"<{priority}>{super().format(record)}".replace("\n", " | ")
+
+
+class ClientMistakes(logging.Filter):
+    """aiohttp logs every malformed request (bad request line, bad headers, a body that breaks
+    off or a client that hangs up mid-request) at ERROR with a traceback, so any client could
+    fill the log with them. They are the client's mistake: keep them as one debug line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(
+            error, HttpProcessingError | web.RequestPayloadError | ConnectionResetError
+        ):
+            return True
+        # The error quotes what the client sent: it goes in as an argument, never as format.
+        record.msg, record.args = "%s: %s: %s", (record.getMessage(), type(error).__name__, error)
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -39,3 +60,4 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(ClientMistakes())

@@ -92,6 +92,57 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN created REAL NOT NULL DEFAULT 0;
     UPDATE outbox SET created = next_attempt;
     """,
+    # 3: management API keys (only their sha256 is kept) and the audit log of changes
+    """
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,  -- hex sha256 of the key
+        read_only INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        last_used REAL,
+        revoked REAL
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,       -- "cli", "api:<key name>", a user name
+        action TEXT NOT NULL,      -- check.create, check.update, apikey.revoke, login.fail, ...
+        target TEXT NOT NULL DEFAULT '',
+        before TEXT,               -- JSON, NULL when nothing existed
+        after TEXT                 -- JSON, NULL when nothing remains
+    );
+    CREATE UNIQUE INDEX api_keys_active_name ON api_keys (name) WHERE revoked IS NULL;
+    CREATE INDEX audit_at ON audit (at);
+    """,
+    # 4: web UI logins: users with scrypt password hashes, and sessions (only the sha256 of
+    # the cookie's token is kept, so a copy of the database cannot be used to log in); an
+    # index for the dashboard's run strips
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        password TEXT NOT NULL,    -- scrypt$n$r$p$salt$hash (base64)
+        created REAL NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,  -- hex sha256 of the cookie's token
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created REAL NOT NULL,
+        expires REAL NOT NULL
+    );
+    CREATE INDEX sessions_user ON sessions (user_id);
+    -- the dashboard's strip of each check's last runs, read from the index alone
+    CREATE INDEX pings_runs ON pings (check_id, n, kind) WHERE kind IN ('success', 'fail');
+    """,
+    # 5: did the job do its job: the numbers a ping carried and what was made of them, and
+    # each check's rules (assertions, JSON metric fields, body keywords) as its config wrote them
+    """
+    ALTER TABLE pings ADD COLUMN metrics TEXT;  -- JSON object {"bytes": 0, ...}; NULL: none
+    ALTER TABLE pings ADD COLUMN notes TEXT;    -- JSON list: values ignored, rules that decided
+    ALTER TABLE checks ADD COLUMN rules TEXT;   -- JSON of the [[check]] rule keys; NULL: none
+    """,
 )
 
 

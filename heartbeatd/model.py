@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from heartbeatd.durations import format_duration
+from heartbeatd.rules import NO_RULES, CheckRules
 from heartbeatd.schedule import Schedule, deadline_after
 
 
@@ -54,6 +55,7 @@ class Check:
     last_duration: float | None
     n_pings: int
     alert_after: float | None
+    rules: CheckRules = NO_RULES  # assertions and body rules (rules.py)
 
     @property
     def schedule(self) -> Schedule:
@@ -103,11 +105,12 @@ def effective_action(check: Check, action: str, method: str) -> str:
 
 
 def apply_ping(
-    check: Check, kind: str, rid: str | None, now: float, detail: str = ""
+    check: Check, kind: str, rid: str | None, now: float, detail: str = "", reason: str = ""
 ) -> Flip | None:
     """Update `check` for a ping of `kind` at `now`; the flip it causes, if any (§1.6).
 
     Also sets `last_duration` when the ping closes a run, and re-derives `alert_after`.
+    `reason` names why a down flip happened when it was not the URL (`assertion`).
     """
     check.n_pings += 1
     flip = None
@@ -117,17 +120,24 @@ def apply_ping(
         check.last_ping, check.last_duration = now, None
         if check.last_start is not None:
             if check.last_start_rid == rid:
-                check.last_duration = now - check.last_start
+                check.last_duration = run_duration(check, rid, now)
                 check.last_start = check.last_start_rid = None
             elif kind == "fail" or rid is None:
                 check.last_start = check.last_start_rid = None
         new = Status.DOWN if kind == "fail" else Status.UP
         if new != check.status:
-            reason = "fail" if kind == "fail" else "ping"
+            reason = reason or ("fail" if kind == "fail" else "ping")
             flip = Flip(at=now, old=check.status, new=new, reason=reason, detail=detail)
             check.status = new
     check.alert_after = _at(going_down(check))
     return flip
+
+
+def run_duration(check: Check, rid: str | None, now: float) -> float | None:
+    """How long the run a finishing ping with `rid` closes has taken; None if it closes none."""
+    if check.last_start is not None and check.last_start_rid == rid:
+        return now - check.last_start
+    return None
 
 
 def going_down(check: Check) -> Deadline | None:

@@ -41,6 +41,7 @@ class Monitor:
         self._started_at = 0.0
         self._wheel: TimerWheel[Key] = TimerWheel(0.0, TICK)
         self._expected: dict[Key, float] = {}
+        self._due: dict[Key, float] = {}  # the monotonic time each key was armed for
         self._wake = asyncio.Event()
         self._resync = False
         self._task: asyncio.Task[None] | None = None
@@ -73,10 +74,15 @@ class Monitor:
         if moment is None:
             self._wheel.cancel(key)
             self._expected.pop(key, None)
+            self._due.pop(key, None)
             return
-        self._expected[key] = moment
-        self._wheel.schedule(key, self._to_monotonic(moment))
+        self._schedule(key, moment, self._to_monotonic(moment))
         self._wake.set()
+
+    def _schedule(self, key: Key, moment: float, due: float) -> None:
+        self._expected[key] = moment
+        self._due[key] = due
+        self._wheel.schedule(key, due)
 
     def request_resync(self) -> None:
         """Another process changed the database: re-read every armed check."""
@@ -101,19 +107,37 @@ class Monitor:
         start-up to ping before it is alerted. Checks already down stay down without a new alert.
         """
         armed = await self._store.armed()
+        kept = {key: (self._expected[key], due) for key, due in self._due.items()}
         self._wheel = TimerWheel(self._clock.monotonic(), TICK)
         self._expected.clear()
+        self._due.clear()
         for check_id, alert_after, grace in armed:
-            self._expected[check_id] = alert_after
             due = alert_after
             if alert_after < self._started_at:
                 hold = self._startup_grace if self._startup_grace is not None else grace
                 due = max(alert_after, self._started_at + hold)
-            self._wheel.schedule(check_id, self._to_monotonic(due))
+            self._schedule(
+                check_id, alert_after, self._kept_or_mapped(kept, check_id, alert_after, due)
+            )
         if self._watch_late:  # a moment passed while we were stopped is stale news: skip it
             for check_id, late_at in await self._store.late_moments():
                 if late_at >= self._started_at:
-                    self._set(("late", check_id), late_at)
+                    key = ("late", check_id)
+                    self._schedule(key, late_at, self._kept_or_mapped(kept, key, late_at, late_at))
+
+    def _kept_or_mapped(
+        self, kept: dict[Key, tuple[float, float]], key: Key, moment: float, wall_due: float
+    ) -> float:
+        """The monotonic time for a moment being re-armed by a rebuild.
+
+        A moment that was armed before keeps its monotonic time: mapping it again through a
+        wall clock that has stepped since would fire it early (every check at once after a
+        step forward) or an hour late (after a step back). Only new moments are mapped.
+        """
+        before = kept.get(key)
+        if before is not None and before[0] == moment:
+            return before[1]
+        return self._to_monotonic(wall_due)
 
     async def _run(self) -> None:
         while True:
@@ -135,6 +159,8 @@ class Monitor:
         fired = self._wheel.advance(self._clock.monotonic())
         if not fired:
             return
+        for key in fired:
+            self._due.pop(key, None)
         due = [(key, self._expected.pop(key)) for key in fired if isinstance(key, int)]
         late = [(key[1], self._expected.pop(key)) for key in fired if isinstance(key, tuple)]
         notify = bool(late) and await self._store.note_late(late, self._clock.now())

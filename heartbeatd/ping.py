@@ -12,7 +12,9 @@ import uuid
 
 from aiohttp import web
 
+from heartbeatd import ping_metrics
 from heartbeatd.errors import BadRequest, NotFound, plain_errors
+from heartbeatd.metrics import STATS
 from heartbeatd.store import BySlug, ByUuid, PingIn, PingResult
 from heartbeatd.web_keys import CLOCK, CONFIG, DISPATCHER, MONITOR, STORE
 
@@ -107,18 +109,30 @@ async def read_body(request: web.Request, limit: int) -> tuple[bytes, int]:
     """The first `limit` bytes of the body, and how many the client sent.
 
     The rest is read and dropped chunk by chunk, so a 100 MB body costs time, not memory.
+    A body that breaks off or will not decode (bad chunking, bad gzip, the client hung up) is
+    the client's mistake: 400, and the ping is not recorded.
     """
     if not request.body_exists:
         return b"", 0
     kept: list[bytes] = []
     room = limit
     total = 0
-    async for chunk in request.content.iter_chunked(CHUNK):
-        total += len(chunk)
-        if room > 0:
-            kept.append(chunk[:room])
-            room -= len(kept[-1])
+    try:
+        async for chunk in request.content.iter_chunked(CHUNK):
+            total += len(chunk)
+            if room > 0:
+                kept.append(chunk[:room])
+                room -= len(kept[-1])
+    except (web.RequestPayloadError, ConnectionResetError):
+        raise BadRequest("invalid request body") from None
     return b"".join(kept), total
+
+
+def storable(text: str) -> str:
+    """`text` as SQLite can store it. aiohttp keeps header bytes that are not UTF-8 as lone
+    surrogates, which cannot be encoded: stored as they were, one bad User-Agent failed its
+    whole write batch with a 500."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 @routes.route("*", "/ping/{tail:.*}")
@@ -149,16 +163,26 @@ def ping_in(
     trusted = request.app[CONFIG].trusted_proxies
     peer_trusted = _is_trusted(request.remote or "", trusted)
     scheme = request.headers.get("X-Forwarded-Proto", "http") if peer_trusted else request.scheme
+    scheme = storable(scheme)
+    metrics: dict[str, float] = {}
+    notes: list[str] = []
+    if request.query_string:  # a bare ping parses nothing
+        metrics, notes = ping_metrics.from_query(request.query.items())
     return PingIn(
         action=action,
         exit_status=exit_status,
         rid=rid,
         method=request.method,
         scheme=scheme,
-        remote_addr=client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted),
-        ua=request.headers.get("User-Agent", "")[:MAX_UA],
+        remote_addr=storable(
+            client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted)
+        ),
+        ua=storable(request.headers.get("User-Agent", "")[:MAX_UA]),
         body=body,
         body_size=size,
+        metrics=tuple(metrics.items()),
+        notes=tuple(notes),
+        json_body=bool(body) and request.content_type == "application/json",
     )
 
 
@@ -169,6 +193,7 @@ async def accept(request: web.Request, target: ByUuid | BySlug, incoming: PingIn
     """
     app = request.app
     result = await app[STORE].record_ping(target, incoming, app[CLOCK].now())
+    app[STATS].pings[incoming.action] += 1
     app[MONITOR].arm(result.check_id, result.alert_after, result.late_at)
     if result.notify:
         app[DISPATCHER].wake()

@@ -54,8 +54,10 @@ def validate_cron(expr: str) -> None:
 
 
 def _cron_times(expr: str, tz: str, after: float) -> CronSim:
-    """Occurrences strictly after `after`, as aware datetimes in the check's zone (DST-correct)."""
-    local = datetime.fromtimestamp(after, zone(tz))
+    """Occurrences from a second before `after` on, as aware datetimes in the check's zone
+    (DST-correct). A second early because datetime rounds to the microsecond: a ping a hair
+    before a slot started the count at the slot and skipped it. _next_after drops the extra."""
+    local = datetime.fromtimestamp(after - 1, zone(tz))
     return CronSim(expr, local)
 
 
@@ -71,11 +73,25 @@ def deadline_after(schedule: Schedule, last_ping: float, n: int = 1) -> float | 
     times = _cron_times(schedule.cron, schedule.tz, last_ping)
     moment = None
     for _ in range(n):
-        moment = next(times, None)
+        moment = _next_after(times, last_ping)
         if moment is None:
             return None
     assert moment is not None
     return moment.timestamp()
+
+
+def _next_after(times: CronSim, after: float) -> datetime | None:
+    """The next occurrence that is really later than `after`.
+
+    From a moment in the second showing of an hour the clocks repeat (autumn), cronsim counts
+    from the wall time and offers the first showing of the next slot, which came before the
+    ping: a deadline in the past, and a false alert. The system cron runs a slot in a repeated
+    hour once, at its first showing, so the next slot the job can meet is the one after.
+    """
+    for moment in times:
+        if moment.timestamp() > after:
+            return moment
+    return None
 
 
 def upcoming(schedule: Schedule, after: float, count: int) -> list[float]:
@@ -98,3 +114,26 @@ def describe(schedule: Schedule) -> str:
     assert schedule.cron is not None
     words = CronSim(schedule.cron, datetime(2000, 1, 1, tzinfo=UTC)).explain()
     return f"{words} ({schedule.tz})"
+
+
+UNIT_NAMES = (("week", 7 * 86400), ("day", 86400), ("hour", 3600), ("minute", 60))
+
+
+def in_words(schedule: Schedule) -> str:
+    """The schedule as a person says it, for the status page: 'every 5 minutes', 'at 03:00
+    every day in Europe/Berlin' (describe() keeps the terse form the CLI and messages use)."""
+    if schedule.period is not None:
+        return f"every {_spelled(schedule.period)}"
+    assert schedule.cron is not None
+    words = CronSim(schedule.cron, datetime(2000, 1, 1, tzinfo=UTC)).explain()
+    return f"{words[:1].lower()}{words[1:]} in {schedule.tz}"
+
+
+def _spelled(seconds: float) -> str:
+    whole = int(seconds)
+    if whole == seconds:
+        for name, size in UNIT_NAMES:
+            if whole % size == 0:
+                count = whole // size
+                return name if count == 1 else f"{count} {name}s"
+    return "second" if seconds == 1 else f"{seconds:g} seconds"

@@ -20,29 +20,32 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from heartbeatd import model
+from heartbeatd import apikeys, assertions, model, ping_metrics, rules
 from heartbeatd.errors import Conflict, NotFound, Unavailable
 from heartbeatd.migrations import migrate
 from heartbeatd.model import Check, Flip
+from heartbeatd.rules import NO_RULES, CheckRules
 from heartbeatd.writer import Writer, connect
 
 CHECK_COLUMNS = (
     "id, uuid, name, slug, tags, description, period, cron, tz, grace, misses, max_runtime, "
     "manual_resume, methods, notifiers, managed, created, status, last_ping, last_start, "
-    "last_start_rid, last_duration, n_pings, alert_after"
+    "last_start_rid, last_duration, n_pings, alert_after, rules"
 )
 SELECT_CHECK = f"SELECT {CHECK_COLUMNS} FROM checks"
+RULES_AT = [c.strip() for c in CHECK_COLUMNS.split(",")].index("rules")
 SAVE_STATE = (
     "UPDATE checks SET status = ?, last_ping = ?, last_start = ?, last_start_rid = ?, "
     "last_duration = ?, n_pings = ?, alert_after = ? WHERE id = ?"
 )
 INSERT_PING = (
     "INSERT INTO pings (check_id, n, created, kind, exit_status, rid, duration, scheme, method, "
-    "remote_addr, ua, body, body_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "remote_addr, ua, body, body_size, metrics, notes) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 DEFINITION_COLUMNS = (
     "name, slug, tags, description, period, cron, tz, grace, misses, max_runtime, "
-    "manual_resume, methods, notifiers"
+    "manual_resume, methods, notifiers, rules"
 )
 # Auto-provisioned checks (?create=1) get Healthchecks' defaults: a day's period, an hour's grace.
 AUTO_PERIOD, AUTO_GRACE = 86400.0, 3600.0
@@ -66,6 +69,15 @@ DUE_SQL = (
 )
 DUE_ORDER = "ORDER BY o.next_attempt LIMIT ?"
 CACHE_LIMIT = 50_000  # checks kept in memory for pings; ~25 MB at the limit
+# Columns the management API's `unique` upsert may match on (name, slug, tags, timeout, grace).
+UPSERT_COLUMNS = frozenset({"name", "slug", "tags", "period", "grace"})
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: int
+    name: str
+    read_only: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +97,7 @@ class CheckDefinition:
     max_runtime: float | None = None
     manual_resume: bool = False
     methods: str = ""
+    rules: CheckRules = NO_RULES  # assertions, JSON metric fields, body keywords (rules.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +123,10 @@ class PingIn:
     ua: str
     body: bytes
     body_size: int
+    duration: float | None = None  # the run's length as the client measured it (ingress.py)
+    metrics: tuple[tuple[str, float], ...] = ()  # (name, value) from the query (ping_metrics.py)
+    notes: tuple[str, ...] = ()  # what was ignored in reading them
+    json_body: bool = False  # Content-Type: application/json: json_metrics may be read from it
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +166,7 @@ def _check(row: Sequence[Any]) -> Check:
     values[12] = bool(values[12])
     values[14] = tuple(json.loads(values[14])) if values[14] is not None else None
     values[15] = bool(values[15])
+    values[RULES_AT] = rules.from_json(values[RULES_AT])
     return Check(*values)
 
 
@@ -156,7 +174,7 @@ def _definition_values(d: CheckDefinition) -> tuple[Any, ...]:
     notifiers = json.dumps(list(d.notifiers)) if d.notifiers is not None else None
     return (
         d.name, d.slug, " ".join(d.tags), d.desc, d.period, d.cron, d.tz, d.grace, d.misses,
-        d.max_runtime, int(d.manual_resume), d.methods, notifiers,
+        d.max_runtime, int(d.manual_resume), d.methods, notifiers, d.rules.to_json(),
     )  # fmt: skip
 
 
@@ -244,7 +262,13 @@ class Store:
             check = self._cache[found.uuid] = found
         kind = model.effective_action(check, ping.action, ping.method)
         detail = f"exit status {ping.exit_status}" if ping.exit_status else ""
-        flip = model.apply_ping(check, kind, ping.rid, now, detail)
+        reason, metrics, notes = "", dict(ping.metrics), ping.notes
+        if check.rules and kind != "ign":
+            verdict, metrics, notes = self._judge(conn, check, kind, ping, now)
+            kind, reason, detail = verdict.action, verdict.reason, verdict.detail or detail
+        flip = model.apply_ping(check, kind, ping.rid, now, detail, reason)
+        if kind in ("success", "fail") and check.last_duration is None:
+            check.last_duration = ping.duration  # no start ping paired it; the client's own timing
         closed_run = kind in ("success", "fail") and check.last_duration is not None
         conn.execute(
             INSERT_PING,
@@ -252,6 +276,7 @@ class Store:
                 check.id, check.n_pings, now, kind, ping.exit_status, ping.rid,
                 check.last_duration if closed_run else None, ping.scheme, ping.method,
                 ping.remote_addr, ping.ua, ping.body or None, ping.body_size,
+                json.dumps(metrics) if metrics else None, json.dumps(notes) if notes else None,
             ),
         )  # fmt: skip
         self._save_state(conn, check)
@@ -262,6 +287,30 @@ class Store:
             )
         notify = flip is not None and self._write_flip(conn, check, flip, now)
         return PingResult(check.id, check.alert_after, created, notify, model.late_at(check))
+
+    def _judge(
+        self, conn: sqlite3.Connection, check: Check, kind: str, ping: PingIn, now: float
+    ) -> tuple[rules.Verdict, Mapping[str, float], tuple[str, ...]]:
+        """The check's rules applied to a ping: the verdict, and the metrics and notes to store.
+
+        The run's duration (from its start ping, else the client's timing) is the metric
+        `duration` unless the ping reported one itself; it is stored in the duration column.
+        """
+        metrics, notes = dict(ping.metrics), ping.notes
+        if check.rules.json_metrics and ping.json_body:
+            found, more = ping_metrics.from_json(ping.body, check.rules.json_metrics)
+            metrics = {**found, **metrics}
+            notes += tuple(more)
+        measured = dict(metrics)
+        duration = model.run_duration(check, ping.rid, now)
+        if duration is None:
+            duration = ping.duration
+        if duration is not None:
+            measured.setdefault("duration", duration)
+        verdict = rules.judge(
+            check.rules, kind, ping.body, measured, lambda name: _history(conn, check.id, name)
+        )
+        return verdict, metrics, notes + ((verdict.note,) if verdict.note else ())
 
     def _check_by_uuid(self, conn: sqlite3.Connection, check_uuid: str) -> Check:
         """The check, from the cache of pinged checks when it is current.
@@ -393,31 +442,45 @@ class Store:
         return [(c.id, at) for c in checks if (at := model.late_at(c)) is not None]
 
     async def change_state(
-        self, ref: str, change: Callable[[Check, float], Flip | None], now: float
-    ) -> tuple[Check, Flip | None]:
-        """Apply a person's pause or resume; the flip is recorded but notifies no one."""
+        self, ref: str, change: Callable[[Check, float], Flip | None], now: float,
+        actor: str | None = None,
+    ) -> tuple[Check, Flip | None]:  # fmt: skip
+        """Apply a person's pause or resume; the flip is recorded but notifies no one.
+
+        With an `actor`, a change is also written to the audit log, in the same transaction.
+        """
 
         def run(conn: sqlite3.Connection) -> tuple[Check, Flip | None]:
             check = self._resolve(conn, ref)
+            before = _audit_view(check)
             flip = change(check, now)
             if flip is not None:
                 self._save_state(conn, check)
                 self._write_flip(conn, check, flip, now)
+                if actor is not None:
+                    action = f"check.{change.__name__}"
+                    _audit(conn, now, actor, action, check.uuid, before, _audit_view(check))
             return check, flip
 
         return await self._write(run)
 
     # -- definitions ---------------------------------------------------------------------
 
-    async def add_check(self, definition: CheckDefinition, now: float) -> Check:
-        return await self._write(
-            lambda conn: self._insert_check(conn, definition, now, managed=False)
-        )
+    async def add_check(
+        self, definition: CheckDefinition, now: float, actor: str | None = None
+    ) -> Check:
+        def run(conn: sqlite3.Connection) -> Check:
+            check = self._insert_check(conn, definition, now, managed=False)
+            if actor is not None:
+                _audit(conn, now, actor, "check.create", check.uuid, None, _audit_view(check))
+            return check
+
+        return await self._write(run)
 
     def _insert_check(
         self, conn: sqlite3.Connection, d: CheckDefinition, now: float, managed: bool
     ) -> Check:
-        placeholders = ", ".join("?" * 16)
+        placeholders = ", ".join("?" * (len(DEFINITION_COLUMNS.split(",")) + 3))
         cursor = conn.execute(
             f"INSERT INTO checks (uuid, {DEFINITION_COLUMNS}, managed, created) "
             f"VALUES ({placeholders})",
@@ -470,21 +533,26 @@ class Store:
         updated.alert_after = deadline.at if deadline else None
         self._save_state(conn, updated)
 
-    async def remove(self, ref: str) -> Check:
+    async def remove(self, ref: str, actor: str | None = None, now: float = 0.0) -> Check:
         def run(conn: sqlite3.Connection) -> Check:
             check = self._resolve(conn, ref)
             conn.execute("DELETE FROM checks WHERE id = ?", (check.id,))
+            if actor is not None:
+                _audit(conn, now, actor, "check.delete", check.uuid, _audit_view(check), None)
             return check
 
         return await self._write(run)
 
-    async def rotate(self, ref: str) -> Check:
+    async def rotate(self, ref: str, actor: str | None = None, now: float = 0.0) -> Check:
         """A new UUID: the old ping URL answers 404 from the commit on."""
 
         def run(conn: sqlite3.Connection) -> Check:
             check = self._resolve(conn, ref)
+            before = _audit_view(check)
             check.uuid = str(uuid.uuid4())
             conn.execute("UPDATE checks SET uuid = ? WHERE id = ?", (check.uuid, check.id))
+            if actor is not None:
+                _audit(conn, now, actor, "check.rotate", before["uuid"], before, _audit_view(check))
             return check
 
         return await self._write(run)
@@ -535,11 +603,12 @@ class Store:
         """Newest first, as the pings API lists them."""
         sql = (
             "SELECT n, created, kind, exit_status, rid, duration, scheme, method, remote_addr, "
-            "ua, body, body_size FROM pings WHERE check_id = ? ORDER BY n DESC LIMIT ?"
+            "ua, body, body_size, metrics, notes FROM pings WHERE check_id = ? "
+            "ORDER BY n DESC LIMIT ?"
         )
         async with self._reader.execute(sql, (check_id, limit)) as cur:
             names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) async for row in cur]
+            return [_ping_row(dict(zip(names, row, strict=True))) async for row in cur]
 
     async def flips(self, check_id: int, limit: int = 100) -> list[dict[str, Any]]:
         sql = (
@@ -637,9 +706,432 @@ class Store:
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) async for row in cur]
 
+    # -- web UI ---------------------------------------------------------------------------
+
+    async def recent_runs(self, limit: int = 30) -> dict[int, str]:
+        """Each check's last `limit` finished runs, oldest first, one digit per run ('0'
+        success, '1' fail): the dashboard's strip. One query, answered from the pings_runs
+        index alone."""
+        sql = (
+            "SELECT c.id, (SELECT group_concat(k, '') FROM (SELECT p.kind = 'fail' AS k "
+            "FROM pings p WHERE p.check_id = c.id AND p.kind IN ('success', 'fail') "
+            "ORDER BY p.n DESC LIMIT ?)) FROM checks c"
+        )
+        async with self._reader.execute(sql, (limit,)) as cur:
+            return {row[0]: (row[1] or "")[::-1] async for row in cur}
+
+    async def check_by_uuid(self, check_uuid: str) -> Check:
+        async with self._reader.execute(f"{SELECT_CHECK} WHERE uuid = ?", (check_uuid,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound()
+        return _check(row)
+
+    async def badge_secret(self) -> str:
+        """The instance's badge key: badge URLs are derived from it, never from ping URLs.
+        Made on first use; read without the writer after that, as every badge request needs it."""
+        async with self._reader.execute("SELECT value FROM meta WHERE key = 'badge_key'") as cur:
+            row = await cur.fetchone()
+        if row is not None:
+            return str(row[0])
+
+        def run(conn: sqlite3.Connection) -> str:
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('badge_key', ?)",
+                (secrets.token_urlsafe(16),),
+            )
+            return str(conn.execute("SELECT value FROM meta WHERE key = 'badge_key'").fetchone()[0])
+
+        return await self._writer.run(run)  # no check changes: the ping cache stays valid
+
+    async def set_password(self, name: str, password_hash: str, now: float) -> None:
+        """Create the user or change their password; a change ends all their sessions."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO users (name, password, created) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET password = excluded.password",
+                (name, password_hash, now),
+            )
+            conn.execute(
+                "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = ?)",
+                (name,),
+            )
+
+        await self._writer.run(run)  # no check changes: the ping cache stays valid
+
+    async def password_of(self, name: str) -> tuple[int, str] | None:
+        """(user id, stored hash), or None for an unknown user."""
+        async with self._reader.execute(
+            "SELECT id, password FROM users WHERE name = ?", (name,)
+        ) as cur:
+            row = await cur.fetchone()
+        return (row[0], row[1]) if row else None
+
+    async def user_count(self) -> int:
+        async with self._reader.execute("SELECT count(*) FROM users") as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def add_session(
+        self, token_hash: str, user_id: int, csrf: str, now: float, expires: float
+    ) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM sessions WHERE expires < ?", (now,))
+            conn.execute(
+                "INSERT INTO sessions (token_hash, user_id, csrf, created, expires) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (token_hash, user_id, csrf, now, expires),
+            )
+
+        await self._writer.run(run)  # no check changes: the ping cache stays valid
+
+    async def session(self, token_hash: str, now: float) -> tuple[str, str] | None:
+        """(user name, CSRF token) of a live session, or None."""
+        async with self._reader.execute(
+            "SELECT u.name, s.csrf FROM sessions s JOIN users u ON u.id = s.user_id "
+            "WHERE s.token_hash = ? AND s.expires > ?",
+            (token_hash, now),
+        ) as cur:
+            row = await cur.fetchone()
+        return (row[0], row[1]) if row else None
+
+    async def end_session(self, token_hash: str) -> None:
+        await self._writer.run(  # no check changes: the ping cache stays valid
+            lambda conn: conn.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+        )
+
+    # -- metrics (issue 6) ---------------------------------------------------------------
+
+    async def outbox_depth(self) -> int:
+        """Notifications waiting to be delivered (pending, including those being retried)."""
+        async with self._reader.execute(
+            "SELECT count(*) FROM outbox WHERE state = 'pending'"
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    # -- API keys and audit log ----------------------------------------------------------
+
+    async def create_api_key(
+        self, name: str | None, read_only: bool, now: float, actor: str
+    ) -> tuple[str, str]:
+        """A new key and its name; the key is returned this once and only its hash is kept."""
+        key = apikeys.new_key(read_only)
+
+        def run(conn: sqlite3.Connection) -> str:
+            chosen = name or _free_key_name(conn)
+            taken = conn.execute(
+                "SELECT 1 FROM api_keys WHERE name = ? AND revoked IS NULL", (chosen,)
+            ).fetchone()
+            if taken:
+                raise Conflict(f"an API key named {chosen!r} exists; revoke it or pick another")
+            cursor = conn.execute(
+                "INSERT INTO api_keys (name, hash, read_only, created) VALUES (?, ?, ?, ?)",
+                (chosen, apikeys.digest(key), int(read_only), now),
+            )
+            after = {"id": cursor.lastrowid, "name": chosen, "read_only": read_only}
+            _audit(conn, now, actor, "apikey.create", chosen, None, after)
+            return chosen
+
+        return key, await self._writer.run(run)  # no check changes: the ping cache stays valid
+
+    async def api_keys(self) -> list[dict[str, Any]]:
+        """Every key ever made, newest last, without its hash."""
+        sql = "SELECT id, name, read_only, created, last_used, revoked FROM api_keys ORDER BY id"
+        async with self._reader.execute(sql) as cur:
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, row, strict=True)) async for row in cur]
+        for row in rows:
+            row["read_only"] = bool(row["read_only"])
+        return rows
+
+    async def revoke_api_key(self, ref: str, now: float, actor: str) -> str:
+        """Revoke the live key named `ref` (or with id `ref`); returns its name."""
+
+        def run(conn: sqlite3.Connection) -> str:
+            row = conn.execute(
+                "SELECT id, name, read_only FROM api_keys WHERE revoked IS NULL AND "
+                "(name = ? OR CAST(id AS TEXT) = ?) ORDER BY name = ? DESC LIMIT 1",
+                (ref, ref, ref),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no live API key named {ref!r}")
+            conn.execute("UPDATE api_keys SET revoked = ? WHERE id = ?", (now, row[0]))
+            before = {"id": row[0], "name": row[1], "read_only": bool(row[2])}
+            _audit(conn, now, actor, "apikey.revoke", row[1], before, None)
+            return str(row[1])
+
+        return await self._writer.run(run)
+
+    async def authenticate(self, key: str, now: float) -> ApiKey | None:
+        """The live key `key` is, or None.
+
+        Looked up by its hash (indexed), then compared in constant time; `last_used` is
+        written at most once a minute so API reads do not each cost a commit.
+        """
+        wanted = apikeys.digest(key)
+        async with self._reader.execute(
+            "SELECT id, name, hash, read_only, last_used FROM api_keys "
+            "WHERE hash = ? AND revoked IS NULL",
+            (wanted,),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None or not hmac.compare_digest(row[2], wanted):
+            return None
+        if row[4] is None or now - row[4] >= 60:
+            await self._writer.run(
+                lambda conn: conn.execute(
+                    "UPDATE api_keys SET last_used = ? WHERE id = ?", (now, row[0])
+                )
+            )
+        return ApiKey(row[0], row[1], bool(row[3]))
+
+    async def record_audit(
+        self, now: float, actor: str, action: str, target: str,
+        before: Mapping[str, Any] | None = None, after: Mapping[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        """An audit row for a change made outside the store's own write paths (a login)."""
+        await self._writer.run(lambda conn: _audit(conn, now, actor, action, target, before, after))
+
+    async def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Audit rows, newest first, with `before` and `after` decoded."""
+        sql = (
+            "SELECT id, at, actor, action, target, before, after FROM audit "
+            "ORDER BY id DESC LIMIT ?"
+        )
+        async with self._reader.execute(sql, (limit,)) as cur:
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, row, strict=True)) async for row in cur]
+        for row in rows:
+            for key in ("before", "after"):
+                row[key] = json.loads(row[key]) if row[key] is not None else None
+        return rows
+
+    async def upsert_check(
+        self, unique: Mapping[str, Any], build: Callable[[Check | None], CheckDefinition],
+        now: float, actor: str,
+    ) -> tuple[Check, bool]:  # fmt: skip
+        """Change the first check whose columns equal `unique`, or create one if none does
+        (or `unique` is empty); True when created. `build` turns the existing check (None
+        for a new one) into the definition to save, and may refuse by raising.
+        """
+        assert set(unique) <= UPSERT_COLUMNS
+
+        def run(conn: sqlite3.Connection) -> tuple[Check, bool]:
+            existing = None
+            if unique:
+                where = " AND ".join(f"{column} = ?" for column in unique)
+                sql = f"{SELECT_CHECK} WHERE {where} ORDER BY id LIMIT 1"
+                row = conn.execute(sql, tuple(unique.values())).fetchone()
+                existing = _check(row) if row else None
+            definition = build(existing)
+            if existing is None:
+                check = self._insert_check(conn, definition, now, managed=False)
+                _audit(conn, now, actor, "check.create", check.uuid, None, _audit_view(check))
+                return check, True
+            return self._save_definition(conn, existing, definition, now, actor), False
+
+        return await self._write(run)
+
+    async def update_check(
+        self, ref: str, build: Callable[[Check | None], CheckDefinition], now: float, actor: str
+    ) -> Check:
+        """Save what `build` makes of the check `ref`, in one transaction with its audit row."""
+
+        def run(conn: sqlite3.Connection) -> Check:
+            check = self._resolve(conn, ref)
+            return self._save_definition(conn, check, build(check), now, actor)
+
+        return await self._write(run)
+
+    def _save_definition(
+        self, conn: sqlite3.Connection, check: Check, d: CheckDefinition, now: float, actor: str
+    ) -> Check:
+        assignments = ", ".join(f"{c.strip()} = ?" for c in DEFINITION_COLUMNS.split(","))
+        conn.execute(
+            f"UPDATE checks SET {assignments} WHERE id = ?", (*_definition_values(d), check.id)
+        )
+        updated = _check(conn.execute(f"{SELECT_CHECK} WHERE id = ?", (check.id,)).fetchone())
+        deadline = model.going_down(updated)
+        updated.alert_after = deadline.at if deadline else None
+        self._save_state(conn, updated)
+        before, after = _audit_view(check), _audit_view(updated)
+        if before != after:
+            _audit(conn, now, actor, "check.update", check.uuid, before, after)
+        return updated
+
+    async def healthy(self) -> None:
+        """Raise Unavailable unless the database answers a query (the API's status/)."""
+        try:
+            async with self._reader.execute("SELECT 1") as cur:
+                await cur.fetchone()
+        except sqlite3.Error as e:
+            raise Unavailable(f"database error: {e}") from e
+
+    async def ping_body(self, check_id: int, n: int) -> bytes | None:
+        """The stored body of ping number `n`, or None if it has none or was pruned."""
+        sql = "SELECT body FROM pings WHERE check_id = ? AND n = ?"
+        async with self._reader.execute(sql, (check_id, n)) as cur:
+            row = await cur.fetchone()
+        return bytes(row[0]) if row and row[0] else None
+
+    async def flips_between(
+        self, check_id: int, start: float | None, end: float | None
+    ) -> list[tuple[float, str]]:
+        """(at, new status) of a check's flips in [start, end), newest first."""
+        sql = (
+            "SELECT at, new_status FROM flips WHERE check_id = ? AND at >= coalesce(?, at) "
+            "AND at < coalesce(?, at + 1) ORDER BY at DESC, id DESC"
+        )
+        async with self._reader.execute(sql, (check_id, start, end)) as cur:
+            return [(row[0], row[1]) async for row in cur]
+
+    # -- ping metrics (issue 8) ------------------------------------------------------------
+
+    async def last_metrics(self) -> dict[int, dict[str, float]]:
+        """check id -> the latest value of each metric its retained pings carried."""
+        sql = (
+            "SELECT check_id, key, value FROM (SELECT p.check_id, j.key, j.value, row_number() "
+            "OVER (PARTITION BY p.check_id, j.key ORDER BY p.n DESC) AS newest "
+            "FROM pings p, json_each(p.metrics) j WHERE p.metrics IS NOT NULL) WHERE newest = 1"
+        )
+        found: dict[int, dict[str, float]] = {}
+        async with self._reader.execute(sql) as cur:
+            async for check_id, name, value in cur:
+                found.setdefault(check_id, {})[name] = value
+        return found
+
+    # -- self-monitoring: heartbeatd's own downtime (issue 6, selfmon.py) -----------------
+
+    async def record_start(self, now: float) -> tuple[float, float] | None:
+        """Note that the daemon runs from `now`; return the window it was down, from the
+        previous run's last heartbeat (None on a database that has never been served)."""
+
+        def run(conn: sqlite3.Connection) -> tuple[float, float] | None:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'alive_at'").fetchone()
+            window = (float(row[0]), now) if row is not None else None
+            if window is not None:
+                _set_meta(conn, "last_downtime", json.dumps(window))
+            _set_meta(conn, "alive_at", repr(now))
+            return window
+
+        return await self._writer.run(run)  # meta only: the ping cache stays valid
+
+    async def mark_alive(self, now: float) -> None:
+        await self._writer.run(lambda conn: _set_meta(conn, "alive_at", repr(now)))
+
+    async def alive_at(self) -> float | None:
+        """The daemon's last heartbeat: within a minute of now while it runs."""
+        async with self._reader.execute("SELECT value FROM meta WHERE key = 'alive_at'") as cur:
+            row = await cur.fetchone()
+        return float(row[0]) if row is not None else None
+
+    async def last_downtime(self) -> tuple[float, float] | None:
+        sql = "SELECT value FROM meta WHERE key = 'last_downtime'"
+        async with self._reader.execute(sql) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        began, ended = json.loads(row[0])
+        return float(began), float(ended)
+
+
+def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def _history(conn: sqlite3.Connection, check_id: int, metric: str) -> list[float]:
+    """A metric's values in the check's last finished runs, newest first (for `p95 * 3`).
+
+    Walks the check's pings newest first on the (check_id, n) index, so it reads at most the
+    retained pings of one check. A run's measured duration counts as `duration`.
+    """
+    rows = conn.execute(
+        "SELECT coalesce(json_extract(metrics, ?), iif(? = 'duration', duration, NULL)) AS v "
+        "FROM pings WHERE check_id = ? AND kind IN ('success', 'fail') AND v IS NOT NULL "
+        "ORDER BY n DESC LIMIT ?",
+        (f"$.{metric}", metric, check_id, assertions.HISTORY),
+    )
+    return [float(value) for (value,) in rows]
+
+
+def _ping_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A ping as reads return it: metrics and notes decoded from their JSON."""
+    row["metrics"] = json.loads(row["metrics"]) if row["metrics"] else {}
+    row["notes"] = json.loads(row["notes"]) if row["notes"] else []
+    return row
+
 
 def _ensure_ping_key(conn: sqlite3.Connection) -> None:
     conn.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('ping_key', ?)",
         (secrets.token_urlsafe(16),),
     )
+
+
+def _free_key_name(conn: sqlite3.Connection) -> str:
+    """`key1`, `key2`, ...: the first such name no live key has."""
+    (count,) = conn.execute("SELECT count(*) FROM api_keys").fetchone()
+    number = count + 1
+    while conn.execute(
+        "SELECT 1 FROM api_keys WHERE name = ? AND revoked IS NULL", (f"key{number}",)
+    ).fetchone():
+        number += 1
+    return f"key{number}"
+
+
+def _audit_view(check: Check) -> dict[str, Any]:
+    """What the audit log keeps of a check: its definition, its UUID and its status."""
+    return {
+        "uuid": check.uuid, "name": check.name, "slug": check.slug, "tags": check.tags,
+        "desc": check.desc, "period": check.period, "cron": check.cron, "tz": check.tz,
+        "grace": check.grace, "misses": check.misses, "max_runtime": check.max_runtime,
+        "manual_resume": check.manual_resume, "methods": check.methods,
+        "notifiers": list(check.notifiers) if check.notifiers is not None else None,
+        "rules": check.rules.as_config(), "status": check.status,
+    }  # fmt: skip
+
+
+def _audit(
+    conn: sqlite3.Connection, at: float, actor: str, action: str, target: str,
+    before: Mapping[str, Any] | None, after: Mapping[str, Any] | None,
+) -> None:  # fmt: skip
+    conn.execute(
+        "INSERT INTO audit (at, actor, action, target, before, after) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            at, actor, action, target,
+            json.dumps(before) if before is not None else None,
+            json.dumps(after) if after is not None else None,
+        ),
+    )  # fmt: skip
+
+
+# -- backup and restore (issue 6) -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseFacts:
+    """What backup.py checks a copy against before trusting it."""
+
+    version: int  # PRAGMA user_version: the schema steps applied (migrations.py)
+    problems: tuple[str, ...]  # integrity_check's findings; empty when the file is sound
+    is_heartbeatd: bool  # has heartbeatd's tables and instance ping key
+    checks: int
+    pings: int
+
+
+def database_facts(conn: sqlite3.Connection) -> DatabaseFacts:
+    """Raises sqlite3.DatabaseError for a file that is not SQLite at all."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    problems = tuple(str(r[0]) for r in conn.execute("PRAGMA integrity_check") if r[0] != "ok")
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    is_heartbeatd = {"meta", "checks", "pings"} <= tables and bool(
+        conn.execute("SELECT 1 FROM meta WHERE key = 'ping_key'").fetchone()
+    )
+    if not is_heartbeatd:
+        return DatabaseFacts(version, problems, False, 0, 0)
+    (checks,) = conn.execute("SELECT count(*) FROM checks").fetchone()
+    (pings,) = conn.execute("SELECT count(*) FROM pings").fetchone()
+    return DatabaseFacts(version, problems, True, checks, pings)

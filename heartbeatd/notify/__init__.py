@@ -53,6 +53,7 @@ class Event:
     last_body: bytes = b""
     exit_status: int | None = None  # of the last ping, when it carried one
     now: float = 0.0  # when it is sent: reminders say how long the outage has lasted
+    heartbeatd_down: tuple[float, float] | None = None  # heartbeatd's own last downtime
 
     @property
     def ping_url(self) -> str:
@@ -79,6 +80,8 @@ class Event:
     def summary(self) -> str:
         name = self.check.name or self.check.slug
         why = f" ({self.flip.detail})" if self.flip.detail else f" ({self.flip.reason})"
+        if self.flip.reason == "assertion":  # the job ran but broke `bytes > 0 (got 0)`
+            why = f" (assertion: {self.flip.detail})"
         if self.kind == "test":
             return f"Test notification from heartbeatd for {name}"
         if self.kind == "down":
@@ -99,6 +102,22 @@ class Event:
             return ""
         return self.last_body[-limit:].decode("utf-8", "replace")
 
+    @property
+    def lost_pings_note(self) -> str:
+        """For an alert about a silence that heartbeatd was itself down for part of: the job
+        may well have pinged then, so the person should look before fixing anything."""
+        if self.heartbeatd_down is None or self.kind not in ("down", "repeat", "late"):
+            return ""
+        if self.kind != "late" and self.flip.reason != "timeout":
+            return ""  # the job said it failed: the downtime explains nothing
+        away_from, away_to = self.heartbeatd_down
+        silent_from = self.check.last_ping or self.check.created
+        silent_to = self.flip.at if self.kind == "down" else self.now
+        if silent_from >= away_to or silent_to <= away_from:
+            return ""
+        return (f"heartbeatd itself was down from {_when(away_from)} to {_when(away_to)}; "
+                "pings sent then were lost.")  # fmt: skip
+
     def text(self, body_limit: int = 500) -> str:
         """A plain-text message body: what happened, when, the schedule, the output, a link."""
         c = self.check
@@ -111,6 +130,8 @@ class Event:
             lines.append(f"Down since: {_when(self.flip.at)}")
         if c.tags:
             lines.append(f"Tags: {c.tags}")
+        if self.lost_pings_note:
+            lines += ["", self.lost_pings_note]
         tail = self.output_tail(body_limit).strip()
         if tail:
             lines += ["", "Last output:", tail]

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from collections.abc import Mapping
 
 from heartbeatd.clock import Clock
@@ -55,7 +56,10 @@ class Dispatcher:
         self._limits = {name: asyncio.Semaphore(PER_NOTIFIER) for name in notifiers}
         self._failing: set[str] = set()  # notifiers whose last attempt failed
         self._rng = random.Random()
+        self.attempts: Counter[str] = Counter()  # "sent"/"failed" deliveries since start: /metrics
         self._task: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()  # old notifiers waiting to be closed
+        self.heartbeatd_down: tuple[float, float] | None = None  # told in alerts it explains
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="heartbeatd-dispatch")
@@ -72,8 +76,42 @@ class Dispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._retiring)
         for notifier in self._notifiers.values():
             await notifier.close()
+
+    def replace(
+        self, notifiers: Mapping[str, Notifier], policies: Mapping[str, NotifierSpec]
+    ) -> None:
+        """Deliver with a reloaded config's notifiers from now on.
+
+        Deliveries already under way finish with the instances they started with, which are
+        closed only after that: closing a session under a send would fail it for no reason.
+        Rows for a notifier that is gone fail as they do after a restart without it.
+        """
+        retired = list(self._notifiers.values())
+        self._notifiers = notifiers
+        self._policies = policies
+        self._limits = {
+            name: self._limits.get(name) or asyncio.Semaphore(PER_NOTIFIER) for name in notifiers
+        }
+        self._failing &= set(notifiers)
+        under_way = [task for _, task in self._in_flight.values()]
+        closing = asyncio.create_task(self._close_after(retired, under_way))
+        self._retiring.add(closing)
+        closing.add_done_callback(self._retiring.discard)
+        self._wake.set()
+
+    async def _close_after(
+        self, notifiers: list[Notifier], tasks: list[asyncio.Task[None]]
+    ) -> None:
+        if tasks:
+            await asyncio.wait(tasks)
+        for notifier in notifiers:
+            try:
+                await notifier.close()
+            except Exception:
+                log.exception("closing the replaced notifier %s failed", notifier.name)
 
     async def _run(self) -> None:
         while True:
@@ -89,14 +127,16 @@ class Dispatcher:
         """Start delivering what is due; return how long to sleep before looking again."""
         busy: dict[str, list[int]] = {name: [] for name in self._notifiers}
         for item_id, (name, _) in self._in_flight.items():
-            busy[name].append(item_id)
+            if name in busy:  # not when its notifier was removed by a reload
+                busy[name].append(item_id)
         room = {
             name: (PREFETCH - len(ids) if len(ids) < REFILL_BELOW else 0, ids)
             for name, ids in busy.items()
         }
         due, next_at = await self._store.due_notifications(self._clock.now(), room)
         for item in due:
-            task = asyncio.create_task(self._deliver(self._notifiers[item.notifier], item))
+            notifier, limit = self._notifiers[item.notifier], self._limits[item.notifier]
+            task = asyncio.create_task(self._deliver(notifier, limit, item))
             self._in_flight[item.id] = (item.notifier, task)
         if next_at is None:
             return 3600.0
@@ -104,13 +144,15 @@ class Dispatcher:
         # A due row still in flight wakes us when it finishes; do not spin on it meanwhile.
         return delay if delay > 0 else 1.0
 
-    async def _deliver(self, notifier: Notifier, item: OutboxItem) -> None:
+    async def _deliver(
+        self, notifier: Notifier, limit: asyncio.Semaphore, item: OutboxItem
+    ) -> None:
         try:
             void = self._void(item)
             if void is not None:
                 await self._store.notification_cancelled(item.id, void)
             else:
-                async with self._limits[item.notifier]:
+                async with limit:
                     await self._attempt(notifier, item)
         except Exception:
             log.exception("recording notification %d failed", item.id)
@@ -140,6 +182,7 @@ class Dispatcher:
             return
         now = self._clock.now()
         await self._store.notification_sent(item.id, now)
+        self.attempts["sent"] += 1
         took = self._clock.monotonic() - started
         log.info("%s: %s sent for %s in %.2fs", item.notifier, item.event, item.check.slug, took)
         if item.notifier in self._failing:
@@ -161,6 +204,7 @@ class Dispatcher:
         retry_at = now + retry_delay(item.attempts, self._rng)
         gave_up = permanent or retry_at > item.created + self._policy(item.notifier).retry_for
         await self._store.notification_failed(item.id, text, None if gave_up else retry_at)
+        self.attempts["failed"] += 1
         if item.notifier not in self._failing:
             self._failing.add(item.notifier)
             log.error("notifier %s is failing: %s", item.notifier, text)
@@ -186,4 +230,5 @@ class Dispatcher:
             last_body=item.last_body,
             exit_status=item.exit_status,
             now=self._clock.now(),
+            heartbeatd_down=self.heartbeatd_down,
         )
