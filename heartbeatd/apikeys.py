@@ -27,4 +27,4 @@ def digest(key: str) -> str:
     guess their way to it however many hashes per second they compute, and a slow hash would
     only cost time on every API request.
     """
-    return hashlib.sha256(key.encode()).hexdigest()
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()  # bad bytes: 401

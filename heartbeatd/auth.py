@@ -70,7 +70,7 @@ def _b64(data: bytes) -> str:
 
 
 def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()  # bad bytes: no match
 
 
 def is_public(config: Config) -> bool:

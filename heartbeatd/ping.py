@@ -128,11 +128,18 @@ async def read_body(request: web.Request, limit: int) -> tuple[bytes, int]:
     return b"".join(kept), total
 
 
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def storable(text: str) -> str:
-    """`text` as SQLite can store it. aiohttp keeps header bytes that are not UTF-8 as lone
-    surrogates, which cannot be encoded: stored as they were, one bad User-Agent failed its
-    whole write batch with a 500."""
-    return text.encode("utf-8", "replace").decode("utf-8")
+    """`text` as SQLite can store it: each lone surrogate becomes U+FFFD.
+
+    aiohttp keeps header bytes that are not UTF-8 as lone surrogates (surrogateescape), and
+    JSON's "\\ud800" is one too; sqlite3 cannot encode them, so stored as they came they made
+    a 500. Headers are how they reach a ping (and every ingress form, through ping_in); the
+    query string and forms are decoded with replacement or refused, and the API refuses them.
+    """
+    return LONE_SURROGATE.sub("\ufffd", text)
 
 
 @routes.route("*", "/ping/{tail:.*}")

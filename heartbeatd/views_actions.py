@@ -14,12 +14,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from heartbeatd import auth, model
 from heartbeatd.auth import Forbidden, User, check_csrf, require_user
 from heartbeatd.config import SLUG
 from heartbeatd.durations import format_duration, parse_bounded_duration
-from heartbeatd.errors import plain_errors
+from heartbeatd.errors import BadRequest, plain_errors
 from heartbeatd.model import Check
 from heartbeatd.notify import Event, Notifier, NotifyError, build_notifiers
 from heartbeatd.schedule import validate_cron, validate_tz
@@ -34,6 +35,15 @@ MAX_TEXT = 2000
 
 
 # -- login --------------------------------------------------------------------------------
+
+
+async def posted(request: web.Request) -> MultiDictProxy[str | bytes | web.FileField]:
+    """The submitted form. aiohttp decodes a field strictly, so bytes that are not UTF-8 made
+    a 500; they are the client's mistake: 400."""
+    try:
+        return await request.post()
+    except UnicodeDecodeError:
+        raise BadRequest("the form is not valid UTF-8") from None
 
 
 def safe_next(target: str | None) -> str:
@@ -64,7 +74,7 @@ async def login_form(request: web.Request) -> web.Response:
 @routes.post("/login")
 @plain_errors
 async def login(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    form = await posted(request)
     check_csrf(request.cookies.get(auth.LOGIN_COOKIE, ""), form.get("csrf"))
     app = request.app
     store = app[STORE]
@@ -88,7 +98,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     user = await auth.current_user(request)
     response = web.HTTPSeeOther("/")
     if user is not None:
-        check_csrf(user.csrf, (await request.post()).get("csrf"))
+        check_csrf(user.csrf, (await posted(request)).get("csrf"))
         await auth.end_session(request, response)
     raise response
 
@@ -162,7 +172,7 @@ def _duration(form: dict[str, str], key: str, errors: dict[str, str]) -> float |
 
 
 async def submitted(request: web.Request, user: User) -> dict[str, str]:
-    form = await request.post()
+    form = await posted(request)
     check_csrf(user.csrf, form.get("csrf"))
     fields = ("name", "slug", "tags", "desc", "kind", "period", "cron", "tz", "grace")
     return {key: str(form.get(key, "")) for key in fields}
@@ -238,7 +248,7 @@ async def edit(request: web.Request) -> web.Response:
 
 async def acting_user(request: web.Request) -> User:
     user = await require_user(request)
-    check_csrf(user.csrf, (await request.post()).get("csrf"))
+    check_csrf(user.csrf, (await posted(request)).get("csrf"))
     return user
 
 

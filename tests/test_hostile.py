@@ -22,10 +22,15 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from yarl import URL
 
 from benchmarks.harness import percentile, rss_mb, seed
+from heartbeatd.app import create_app
 from heartbeatd.ratelimit import MISS_BURST, MISS_RATE
+from heartbeatd.server import make_runner
+from heartbeatd.store import CheckDefinition
+from heartbeatd.web_keys import STORE
 from tests.conftest import Daemon
 from tests.test_crash import Daemon as Process
 
@@ -404,3 +409,62 @@ async def get_status(base: str, path: str, source: str) -> int:
     async with session_from(source) as session, session.get(base + path) as response:
         await response.read()
         return response.status
+
+
+# -- the header timeout ---------------------------------------------------------------------
+
+HEADER_LIMIT = 0.5
+
+
+@pytest.fixture
+async def strict(make_config: Any, clock: Any) -> AsyncIterator[tuple[int, str, Any]]:
+    """The app served by `make_runner` as `serve` runs it, with a short header timeout."""
+    app = create_app(make_config(), clock)
+    runner = make_runner(app, header_timeout=HEADER_LIMIT)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    definition = CheckDefinition(name="job", slug="job", period=60.0, grace=10.0)
+    check = await app[STORE].add_check(definition, clock.now())
+    yield runner.addresses[0][1], check.uuid, app[STORE]
+    await runner.cleanup()
+
+
+async def dribble(writer: asyncio.StreamWriter, data: bytes, pause: float) -> None:
+    try:
+        for byte in data:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(pause)
+    except ConnectionError:
+        pass
+
+
+async def test_a_connection_that_never_finishes_its_headers_is_closed(strict) -> None:
+    port, uuid, _ = strict
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = f"POST /ping/{uuid} HTTP/1.1\r\nHost: x\r\nUser-Agent: {'s' * 100}\r\n".encode()
+    started = time.monotonic()
+    sending = asyncio.create_task(dribble(writer, head, 0.05))  # 6 s of headers at this pace
+    assert await asyncio.wait_for(reader.read(), timeout=HEADER_LIMIT + 2) == b""  # closed
+    took = time.monotonic() - started
+    sending.cancel()
+    await asyncio.gather(sending, return_exceptions=True)
+    writer.close()
+    assert HEADER_LIMIT * 0.9 <= took < HEADER_LIMIT + 1, took
+
+
+async def test_a_body_that_trickles_in_longer_than_the_header_timeout_is_kept(strict) -> None:
+    port, uuid, store = strict
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = b"slow output"
+    writer.write(
+        f"POST /ping/{uuid} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+    )
+    await dribble(writer, body, 3 * HEADER_LIMIT / len(body))
+    answer = await asyncio.wait_for(reader.read(), timeout=5)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    check = await store.check_by_uuid(uuid)
+    (ping,) = await store.pings(check.id)
+    assert await store.ping_body(check.id, ping["n"]) == body

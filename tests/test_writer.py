@@ -90,7 +90,7 @@ async def test_a_read_only_database_answers_unavailable_then_recovers(db) -> Non
     assert rows(path) == ["y"]
 
 
-async def test_a_bug_in_one_call_fails_its_batch_without_wedging_the_writer(db) -> None:
+async def test_a_bug_in_one_call_is_raised_to_its_caller_without_wedging_the_writer(db) -> None:
     writer, _ = db
 
     def broken(conn: sqlite3.Connection) -> None:
@@ -108,3 +108,45 @@ async def test_another_process_commit_moves_the_generation(db) -> None:
         other.execute("INSERT INTO t VALUES ('cli')")
     await writer.run(insert("daemon"))  # the batch notices under the write lock
     assert writer.generation > before
+
+
+# -- one call's error is its own ----------------------------------------------------------
+
+
+def write_then_fail(error: Exception) -> Callable[[sqlite3.Connection], None]:
+    def fn(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t VALUES ('failed')")
+        raise error
+
+    return fn
+
+
+@pytest.mark.parametrize(
+    "failing",
+    [
+        insert("\ud800"),  # a lone surrogate: UnicodeEncodeError while binding, before writing
+        write_then_fail(ZeroDivisionError()),  # a bug after the function had written
+        write_then_fail(sqlite3.IntegrityError("constraint")),
+    ],
+    ids=["surrogate", "bug-after-write", "integrity-after-write"],
+)
+async def test_a_failing_call_fails_only_its_caller_not_its_batch(db, failing) -> None:
+    writer, path = db
+    outcomes = await asyncio.gather(
+        writer.run(insert("a")), writer.run(failing), writer.run(insert("b")),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert outcomes[0] == 1 and outcomes[2] == 1, outcomes
+    assert isinstance(outcomes[1], Exception) and not isinstance(outcomes[1], Unavailable)
+    assert rows(path) == ["a", "b"]
+
+
+async def test_a_failing_database_still_answers_unavailable_to_the_whole_batch(db) -> None:
+    writer, path = db
+    writer._conn.execute("PRAGMA query_only = ON")
+    outcomes = await asyncio.gather(
+        writer.run(insert("a")), writer.run(insert("b")), return_exceptions=True
+    )
+    assert all(isinstance(o, Unavailable) for o in outcomes), outcomes
+    writer._conn.execute("PRAGMA query_only = OFF")
+    assert rows(path) == []
