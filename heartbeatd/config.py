@@ -18,9 +18,8 @@ from typing import Any
 
 from heartbeatd import rules
 from heartbeatd.durations import parse_bounded_duration, parse_duration
-from heartbeatd.model import slugify
+from heartbeatd.model import CheckDefinition, slugify
 from heartbeatd.schedule import validate_cron, validate_tz
-from heartbeatd.store import CheckDefinition
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -68,6 +68,26 @@ class Check:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckDefinition:
+    """What a person defines about a check (config file, CLI or API); the rest is state."""
+
+    name: str
+    slug: str = ""
+    period: float | None = None
+    cron: str | None = None
+    tz: str = "UTC"
+    grace: float = 3600.0
+    tags: tuple[str, ...] = ()
+    desc: str = ""
+    notifiers: tuple[str, ...] | None = None
+    misses: int = 1
+    max_runtime: float | None = None
+    manual_resume: bool = False
+    methods: str = ""
+    rules: CheckRules = NO_RULES  # assertions, JSON metric fields, body keywords (rules.py)
+
+
+@dataclass(frozen=True, slots=True)
 class Flip:
     at: float
     old: str

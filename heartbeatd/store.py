@@ -23,8 +23,7 @@ import aiosqlite
 from heartbeatd import apikeys, assertions, model, ping_metrics, rules
 from heartbeatd.errors import Conflict, NotFound, Unavailable
 from heartbeatd.migrations import migrate
-from heartbeatd.model import Check, Flip
-from heartbeatd.rules import NO_RULES, CheckRules
+from heartbeatd.model import Check, CheckDefinition, Flip
 from heartbeatd.writer import Writer, connect
 
 CHECK_COLUMNS = (
@@ -78,26 +77,6 @@ class ApiKey:
     id: int
     name: str
     read_only: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CheckDefinition:
-    """What a person defines about a check (config file, CLI or API); the rest is state."""
-
-    name: str
-    slug: str = ""
-    period: float | None = None
-    cron: str | None = None
-    tz: str = "UTC"
-    grace: float = 3600.0
-    tags: tuple[str, ...] = ()
-    desc: str = ""
-    notifiers: tuple[str, ...] | None = None
-    misses: int = 1
-    max_runtime: float | None = None
-    manual_resume: bool = False
-    methods: str = ""
-    rules: CheckRules = NO_RULES  # assertions, JSON metric fields, body keywords (rules.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,3 +180,24 @@ def test_notify_log_lists_each_notification_and_its_outcome(hb) -> None:
         "ops",
         "pending",
     )
+
+
+async def test_ping_reaches_a_check_by_its_slug(
+    start_daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon = await start_daemon()
+    check = await daemon.add("nightly")
+    monkeypatch.setenv("HEARTBEATD_SITE_URL", str(daemon.client.make_url("")).rstrip("/"))
+    monkeypatch.delenv("HEARTBEATD_PING_KEY", raising=False)
+    argv = ["ping", "nightly", "--fail", "--db", str(tmp_path / "heartbeatd.db")]
+    # A worker thread: the daemon answers from this test's event loop.
+    result = await asyncio.to_thread(CliRunner().invoke, cli, argv, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    pinged = await daemon.store.get_check(check.uuid)
+    assert pinged.n_pings == 1 and pinged.status == "down"
+
+
+def test_ping_by_slug_without_a_ping_key_says_how_to_get_one(hb) -> None:
+    result = hb("ping", "nightly")
+    assert result.exit_code == 1
+    assert "'nightly' is a slug, and slug URLs need the ping key" in result.output

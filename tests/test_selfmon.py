@@ -11,7 +11,8 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
-from heartbeatd.cli import cli, sample_check
+from heartbeatd.cli import cli
+from heartbeatd.cli.notify import sample_check
 from heartbeatd.model import Flip, Status
 from heartbeatd.notify import Event
 from tests.conftest import eventually

@@ -1,0 +1,264 @@
+"""`heartbeatd check …`: add, list, show, pause, resume, remove and rotate checks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from heartbeatd import model
+from heartbeatd.assertions import show
+from heartbeatd.cli.common import (
+    config_options,
+    duration_option,
+    load,
+    ping_url,
+    print_table,
+    with_store,
+)
+from heartbeatd.clock import SystemClock
+from heartbeatd.durations import format_duration
+from heartbeatd.model import Check, slugify
+from heartbeatd.schedule import describe, upcoming, validate_cron, validate_tz
+
+if TYPE_CHECKING:
+    from heartbeatd.config import Config
+    from heartbeatd.store import Store
+
+
+@click.group()
+def check() -> None:
+    """Add, list, show, pause, resume, remove and rotate checks."""
+
+
+@check.command("add")
+@config_options
+@click.argument("name")
+@click.option("--period", help="expected interval, e.g. 5m, 1h, 1d  [default: 1d]")
+@click.option("--cron", help='cron expression instead of a period, e.g. "0 3 * * *"')
+@click.option("--tz", default="UTC", show_default=True, help="time zone of --cron")
+@click.option("--grace", default="1h", show_default=True, help="how late a ping may be")
+@click.option("--slug", help="slug for /ping/<ping-key>/<slug> URLs  [default: from NAME]")
+@click.option("--tag", "tags", multiple=True, help="a tag (repeatable)")
+@click.option("--desc", default="", help="description")
+@click.option("--notifier", "notifiers", multiple=True, help="notifier name (repeatable)")
+@click.option("--misses", default=1, show_default=True, type=click.IntRange(1, 100),
+              help="alert after this many missed periods in a row")  # fmt: skip
+@click.option("--max-runtime", help="longest a started run may take  [default: the grace]")
+@click.option("--json", "as_json", is_flag=True, help="print the check as JSON")
+def check_add(
+    config_file: str | None, db: str | None, name: str, period: str | None, cron: str | None,
+    tz: str, grace: str, slug: str | None, tags: tuple[str, ...], desc: str,
+    notifiers: tuple[str, ...], misses: int, max_runtime: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Add a check and print its ping URL and a crontab line."""
+    from heartbeatd.store import CheckDefinition
+
+    config = load(config_file, db=db)
+    if period and cron:
+        raise click.UsageError("give --period or --cron, not both")
+    if cron:
+        try:
+            validate_cron(cron)
+            validate_tz(tz)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--cron/--tz") from None
+    known = {n.name for n in config.notifiers}
+    for name_ in notifiers:
+        if name_ not in known:
+            raise click.BadParameter(
+                f"no notifier {name_!r} in the config", param_hint="--notifier"
+            )
+    definition = CheckDefinition(
+        name=name,
+        slug=slug if slug is not None else slugify(name),
+        period=None if cron else duration_option(period or "1d", "--period"),
+        cron=cron,
+        tz=tz,
+        grace=duration_option(grace, "--grace") or 0,
+        tags=tags,
+        desc=desc,
+        notifiers=notifiers or None,
+        misses=misses,
+        max_runtime=duration_option(max_runtime, "--max-runtime"),
+    )
+    added = with_store(config, lambda s: s.add_check(definition, SystemClock().now(), actor="cli"))
+    if as_json:
+        click.echo(json.dumps(check_dict(added, config), indent=2))
+        return
+    url = ping_url(config, added)
+    click.echo(f"Added check {added.name!r} ({describe(added.schedule)}, grace "
+               f"{format_duration(added.grace)}).")  # fmt: skip
+    click.echo(f"Ping URL: {url}")
+    click.echo("Crontab line (your command, then the ping when it succeeds):")
+    click.echo(
+        f"  {crontab_schedule(added)} /path/to/job && curl -fsS -m 10 --retry 5 -o /dev/null {url}"
+    )
+
+
+def crontab_schedule(check: Check) -> str:
+    """A crontab schedule that runs as often as the check expects (a guess for odd periods)."""
+    if check.cron:
+        return check.cron
+    seconds = int(check.period or 0)
+    if seconds == 60:
+        return "* * * * *"
+    if seconds < 3600 and seconds % 60 == 0 and 3600 % seconds == 0:
+        return f"*/{seconds // 60} * * * *"
+    if seconds < 86400 and seconds % 3600 == 0 and 86400 % seconds == 0:
+        return f"0 */{seconds // 3600} * * *"
+    if seconds == 604800:
+        return "0 3 * * 0"
+    return "0 3 * * *"
+
+
+def check_dict(check: Check, config: Config) -> dict[str, Any]:
+    from heartbeatd.notify import iso
+
+    now = SystemClock().now()
+    return {
+        "uuid": check.uuid,
+        "name": check.name,
+        "slug": check.slug,
+        "tags": check.tags,
+        "desc": check.desc,
+        "status": str(model.status_at(check, now)),
+        "schedule": describe(check.schedule),
+        "period": check.period,
+        "cron": check.cron,
+        "tz": check.tz,
+        "grace": check.grace,
+        "misses": check.misses,
+        "max_runtime": check.max_runtime,
+        "notifiers": list(check.notifiers) if check.notifiers is not None else None,
+        "managed_by_config": check.managed,
+        "last_ping": iso(check.last_ping),
+        "last_duration": check.last_duration,
+        "next_expected": [iso(t) for t in upcoming(check.schedule, check.last_ping or now, 1)],
+        "n_pings": check.n_pings,
+        "ping_url": ping_url(config, check),
+    }
+
+
+@check.command("list")
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def check_list(config_file: str | None, db: str | None, as_json: bool) -> None:
+    """List every check with its status."""
+    from heartbeatd.notify import iso
+
+    config = load(config_file, db=db)
+    checks = with_store(config, lambda s: s.list_checks())
+    if as_json:
+        click.echo(json.dumps([check_dict(c, config) for c in checks], indent=2))
+        return
+    if not checks:
+        click.echo("No checks yet: heartbeatd check add NAME --period 5m")
+        return
+    now = SystemClock().now()
+    rows = [("STATUS", "NAME", "SLUG", "SCHEDULE", "LAST PING", "UUID")]
+    for c in checks:
+        status = str(model.status_at(c, now))
+        rows.append((status, c.name, c.slug, describe(c.schedule), iso(c.last_ping) or "never",
+                     c.uuid))  # fmt: skip
+    print_table(rows)
+
+
+@check.command("show")
+@config_options
+@click.argument("ref", metavar="SLUG-or-UUID")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def check_show(config_file: str | None, db: str | None, ref: str, as_json: bool) -> None:
+    """Show one check, its recent pings and its status changes."""
+    from heartbeatd.notify import iso
+
+    config = load(config_file, db=db)
+
+    async def gather(store: Store) -> tuple[Check, list[dict[str, Any]], list[dict[str, Any]]]:
+        found = await store.get_check(ref)
+        return found, await store.pings(found.id, 20), await store.flips(found.id, 20)
+
+    found, pings, flips = with_store(config, gather)
+    info = check_dict(found, config)
+    if as_json:
+        info["rules"] = found.rules.as_config()
+        info["pings"] = [
+            {**p, "created": iso(p["created"]), "body": _text(p["body"])} for p in pings
+        ]
+        info["flips"] = [{**f, "at": iso(f["at"]), "noticed": iso(f["noticed"])} for f in flips]
+        click.echo(json.dumps(info, indent=2))
+        return
+    for key, value in [*info.items(), *found.rules.describe()]:
+        click.echo(f"{key + ':':<20}{value}")
+    click.echo("\nRecent pings:")
+    for p in pings or [{"created": None}]:
+        if p["created"] is None:
+            click.echo("  none")
+            break
+        extra = f" exit {p['exit_status']}" if p["exit_status"] is not None else ""
+        took = f" took {p['duration']:.1f}s" if p["duration"] is not None else ""
+        extra += "".join(f" {name}={show(name, value)}" for name, value in p["metrics"].items())
+        click.echo(
+            f"  #{p['n']} {iso(p['created'])} {p['kind']}{extra}{took} from {p['remote_addr']}"
+        )
+        for note in p["notes"]:
+            click.echo(f"      note: {note}")
+    click.echo("\nStatus changes:")
+    for f in flips:
+        detail = f" ({f['detail']})" if f["detail"] else ""
+        click.echo(
+            f"  {iso(f['at'])} {f['old_status']} -> {f['new_status']}: {f['reason']}{detail}"
+        )
+    if not flips:
+        click.echo("  none")
+
+
+def _text(body: bytes | None) -> str | None:
+    return body.decode("utf-8", "replace") if body else None
+
+
+def state_command(name: str, change: Callable[[Check, float], model.Flip | None], done: str,
+                  refused: str | None) -> None:  # fmt: skip
+    @check.command(name)
+    @config_options
+    @click.argument("ref", metavar="SLUG-or-UUID")
+    @wraps(change)
+    def command(config_file: str | None, db: str | None, ref: str) -> None:
+        config = load(config_file, db=db)
+        found, flip = with_store(
+            config, lambda s: s.change_state(ref, change, SystemClock().now(), "cli")
+        )
+        if flip is None and refused:
+            raise click.ClickException(refused)
+        click.echo(f"{done} {found.name!r}.")
+
+    command.__doc__ = f"{name.capitalize()} a check."
+
+
+state_command("pause", model.pause, "Paused", None)
+state_command("resume", model.resume, "Resumed", "check is not paused")
+
+
+@check.command("remove")
+@config_options
+@click.argument("ref", metavar="SLUG-or-UUID")
+def check_remove(config_file: str | None, db: str | None, ref: str) -> None:
+    """Remove a check and its history; its ping URL answers 404 from now on."""
+    config = load(config_file, db=db)
+    removed = with_store(config, lambda s: s.remove(ref, "cli", SystemClock().now()))
+    if removed.managed:
+        click.echo("Note: it is declared in the config file and comes back at the next start.")
+    click.echo(f"Removed {removed.name!r}.")
+
+
+@check.command("rotate")
+@config_options
+@click.argument("ref", metavar="SLUG-or-UUID")
+def check_rotate(config_file: str | None, db: str | None, ref: str) -> None:
+    """Give a check a new ping URL; the old one answers 404 from now on."""
+    config = load(config_file, db=db)
+    rotated = with_store(config, lambda s: s.rotate(ref, "cli", SystemClock().now()))
+    click.echo(f"New ping URL for {rotated.name!r}: {ping_url(config, rotated)}")

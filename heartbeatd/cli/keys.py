@@ -1,0 +1,145 @@
+"""Who may change things: `heartbeatd apikey …`, `heartbeatd user …`, and `heartbeatd audit`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from heartbeatd.cli.common import config_options, load, print_table, with_store
+from heartbeatd.clock import SystemClock
+
+if TYPE_CHECKING:
+    from heartbeatd.store import Store
+
+MIN_PASSWORD = 8
+
+
+@click.group()
+def apikey() -> None:
+    """Create, list and revoke management API keys."""
+
+
+@apikey.command("create")
+@config_options
+@click.option("--name", help="a name to tell keys apart in lists and the audit log [default: keyN]")
+@click.option("--read-only", is_flag=True, help="a key that can only read checks, flips and badges")
+def apikey_create(config_file: str | None, db: str | None, name: str | None,
+                  read_only: bool) -> None:  # fmt: skip
+    """Create a key and print it; it is shown this once, only its hash is stored."""
+    config = load(config_file, db=db)
+    key, chosen = with_store(
+        config, lambda s: s.create_api_key(name, read_only, SystemClock().now(), "cli")
+    )
+    click.echo(key)
+    kind = "read-only" if read_only else "read-write"
+    click.echo(f"Created {kind} API key {chosen!r}. Store it now: it cannot be shown again.",
+               err=True)  # fmt: skip
+    click.echo(f"Use it as: curl -H 'X-Api-Key: {key[:4]}...' {config.site_url}/api/v3/checks/",
+               err=True)  # fmt: skip
+
+
+@apikey.command("list")
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def apikey_list(config_file: str | None, db: str | None, as_json: bool) -> None:
+    """List keys: name, access, when created and last used (never the key itself)."""
+    from heartbeatd.notify import iso
+
+    config = load(config_file, db=db)
+    keys = with_store(config, lambda s: s.api_keys())
+    for key in keys:
+        for field in ("created", "last_used", "revoked"):
+            key[field] = iso(key[field])
+    if as_json:
+        click.echo(json.dumps(keys, indent=2))
+        return
+    if not keys:
+        click.echo("No API keys yet: heartbeatd apikey create --name NAME")
+        return
+    rows = [("ID", "NAME", "ACCESS", "CREATED", "LAST USED", "REVOKED")]
+    for k in keys:
+        rows.append((str(k["id"]), k["name"], "read-only" if k["read_only"] else "read-write",
+                     k["created"], k["last_used"] or "never", k["revoked"] or ""))  # fmt: skip
+    print_table(rows)
+
+
+@apikey.command("revoke")
+@config_options
+@click.argument("ref", metavar="NAME-or-ID")
+def apikey_revoke(config_file: str | None, db: str | None, ref: str) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    config = load(config_file, db=db)
+    name = with_store(config, lambda s: s.revoke_api_key(ref, SystemClock().now(), "cli"))
+    click.echo(f"Revoked API key {name!r}.")
+
+
+@click.command("audit")
+@config_options
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def audit_log(config_file: str | None, db: str | None, limit: int, as_json: bool) -> None:
+    """Changes, newest first: when, who, what, and the values before and after."""
+    from heartbeatd.notify import iso
+
+    config = load(config_file, db=db)
+    rows = with_store(config, lambda s: s.audit_log(limit))
+    if as_json:
+        click.echo(json.dumps([{**row, "at": iso(row["at"])} for row in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no changes recorded yet")
+    for row in rows:
+        click.echo(f"{iso(row['at'])} {row['actor']} {row['action']} {_audit_subject(row)}"
+                   f"{_audit_change(row['before'], row['after'])}")  # fmt: skip
+
+
+def _audit_subject(row: dict[str, Any]) -> str:
+    """A check by its name and UUID; anything else by its target."""
+    record = row["after"] or row["before"] or {}
+    if "uuid" in record:
+        return f"{record['name']!r} ({row['target']})"
+    return str(row["target"])
+
+
+def _audit_change(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    """`: key old -> new, ...` for the fields an update changed."""
+    if before is None or after is None:
+        return ""
+    changed = [f"{key} {before.get(key)!r} -> {after[key]!r}"
+               for key in after if before.get(key) != after[key]]  # fmt: skip
+    return ": " + ", ".join(changed) if changed else ""
+
+
+@click.group()
+def user() -> None:
+    """Users who can log in to the web UI."""
+
+
+@user.command("set-password")
+@config_options
+@click.option("--user", "name", default="admin", show_default=True, help="the user to log in as")
+@click.option("--stdin", "from_stdin", is_flag=True, help="read the password from standard input")
+def user_set_password(config_file: str | None, db: str | None, name: str,
+                      from_stdin: bool) -> None:  # fmt: skip
+    """Create a web UI user or change their password (which logs them out everywhere)."""
+    from heartbeatd.auth import hash_password
+
+    config = load(config_file, db=db)
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD:
+        raise click.ClickException(f"the password needs at least {MIN_PASSWORD} characters")
+    hashed = hash_password(password)
+    now = SystemClock().now()
+
+    async def save(store: Store) -> None:
+        await store.set_password(name, hashed, now)
+        await store.record_audit(now, "cli", "user.set-password", name)
+
+    with_store(config, save)
+    click.echo(f"Password set for {name!r}; log in at {config.site_url}/login")

@@ -1,0 +1,47 @@
+"""`heartbeatd run`: the job wrapper's command line (the wrapper itself is heartbeatd/run.py).
+
+It runs before every wrapped job, so it imports nothing of the daemon: no aiohttp, no jinja2,
+and the store only when a slug needs the ping key from the local database.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+
+import click
+
+from heartbeatd import run as wrapper
+from heartbeatd.cli.common import config_options, load, local_ping_key
+
+
+@click.command("run", context_settings={"ignore_unknown_options": True,
+                                        "allow_interspersed_args": False})  # fmt: skip
+@config_options
+@click.option("--check", "target", required=True, metavar="SLUG-or-UUID-or-URL",
+              help="the check to report to")  # fmt: skip
+@click.option("--url", "site_url", metavar="BASE",
+              help="the daemon's base URL [env HEARTBEATD_SITE_URL]")  # fmt: skip
+@click.option("--ping-key", envvar="HEARTBEATD_PING_KEY", metavar="KEY",
+              help="for a slug: the instance's ping key [env HEARTBEATD_PING_KEY; default: "
+                   "read from the database]")  # fmt: skip
+@click.option("--rid", type=click.UUID, help="run id pairing start and finish [default: new]")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run_wrapped(
+    config_file: str | None, db: str | None, target: str, site_url: str | None,
+    ping_key: str | None, rid: uuid.UUID | None, command: tuple[str, ...],
+) -> None:  # fmt: skip
+    """Run COMMAND, pinging the check at its start and with its exit status and output.
+
+    The command's output passes through unchanged; its last Ping-Body-Limit bytes go with the
+    final ping. Exits with the command's own exit code, also when the monitor is unreachable.
+    """
+    config = load(config_file, db=db, site_url=site_url)
+    stdout, stderr = wrapper.unbuffered(1), wrapper.unbuffered(2)
+    try:
+        url = wrapper.check_url(target, config.site_url, lambda: ping_key or local_ping_key(config))
+    except wrapper.PingFailed as e:
+        wrapper.warn(stderr, f"not reporting to the monitor: {e}")
+        sys.exit(wrapper.run_command(command, wrapper.Tail(0), stdout, stderr))
+    pinger = wrapper.Pinger(url, str(rid or uuid.uuid4()))
+    sys.exit(wrapper.run_job(command, pinger, stdout, stderr))

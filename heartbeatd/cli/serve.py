@@ -1,0 +1,108 @@
+"""`heartbeatd serve`: the daemon, with systemd's notify protocol and SIGHUP reloads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+import click
+
+from heartbeatd import __version__
+from heartbeatd.cli.common import config_options, load, read_config, run
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from heartbeatd.config import Config
+    from heartbeatd.reload import Reloader
+    from heartbeatd.sdnotify import Systemd
+
+log = logging.getLogger("heartbeatd")
+
+
+@click.command()
+@config_options
+@click.option("--listen", metavar="HOST:PORT", help="address to serve on [env HEARTBEATD_LISTEN]")
+def serve(config_file: str | None, db: str | None, listen: str | None) -> None:
+    """Run the daemon: ping API, status page, timer wheel and notifiers."""
+    from heartbeatd.app import create_app
+    from heartbeatd.config import ConfigError
+    from heartbeatd.logs import setup_logging
+
+    config = load(config_file, db=db, listen=listen)
+    setup_logging()
+    # The commit thread needs the GIL back after each fsync; while the loop is busy it waits up
+    # to the switch interval (5 ms by default), which is latency every ping of the batch pays.
+    sys.setswitchinterval(0.001)
+    try:
+        app = create_app(config)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    run(_serve(app, config, partial(read_config, config_file, db=db, listen=listen)))
+
+
+async def _serve(app: web.Application, config: Config, reread: Callable[[], Config]) -> None:
+    from aiohttp import web
+
+    from heartbeatd.reload import Reloader
+    from heartbeatd.sdnotify import Systemd, stop_watchdog
+    from heartbeatd.server import make_runner
+
+    systemd = Systemd.from_environ(os.environ)
+    runner = make_runner(app)
+    await runner.setup()
+    try:
+        try:
+            await web.TCPSite(runner, config.host, config.port, backlog=1024).start()
+        except OSError as e:
+            raise click.ClickException(f"cannot listen on {config.listen}: {e.strerror}") from None
+        addresses = ", ".join(f"{host}:{port}" for host, port, *_ in runner.addresses)
+        log.info("heartbeatd %s listening on %s", __version__, addresses)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        reloader = Reloader(app, reread)
+        reloads: set[asyncio.Task[None]] = set()
+        loop.add_signal_handler(signal.SIGHUP, _start_reload, reloader, systemd, reloads)
+        systemd.ready(await _status(app))
+        watchdog = systemd.start_watchdog()
+        await stop.wait()
+        systemd.stopping()
+        log.info("shutting down: finishing in-flight pings")
+        loop.remove_signal_handler(signal.SIGHUP)
+        await asyncio.gather(*reloads)
+        await stop_watchdog(watchdog)
+    finally:
+        await runner.cleanup()
+        systemd.close()
+
+
+def _start_reload(reloader: Reloader, systemd: Systemd, running: set[asyncio.Task[None]]) -> None:
+    from heartbeatd.errors import HeartbeatdError
+
+    async def reload() -> None:
+        systemd.reloading()
+        try:
+            applied = await reloader.reload()
+        except HeartbeatdError as e:  # the database refused the checks: they stay as they were
+            log.error("reload: cannot update the checks: %s", e.text)
+            applied = False
+        systemd.ready(await _status(reloader.app) + ("" if applied else "; reload failed"))
+
+    task = asyncio.get_running_loop().create_task(reload(), name="heartbeatd-reload")
+    running.add(task)
+    task.add_done_callback(running.discard)
+
+
+async def _status(app: web.Application) -> str:
+    """The one-line STATUS that `systemctl status` shows."""
+    from heartbeatd.web_keys import STORE
+
+    return f"watching {len(await app[STORE].armed())} checks"
