@@ -103,6 +103,22 @@ def render_checks(out: Exposition, checks: Iterable[Check], now: float) -> None:
         out.sample("heartbeatd_checks", totals[candidate], {"status": candidate.value})
 
 
+def render_check_metrics(
+    out: Exposition, checks: Iterable[Check], last: Mapping[int, Mapping[str, float]]
+) -> None:
+    """The numbers jobs report in their pings (`?bytes=5.2e9`), the latest of each, so a
+    dashboard can graph them and an alert rule can watch them beside heartbeatd's own."""
+    out.family(
+        "heartbeatd_check_metric",
+        "gauge",
+        "The last value of each metric a check's pings carried (?bytes=5.2e9), by metric.",
+    )
+    for check in checks:
+        for metric, reported in sorted(last.get(check.id, {}).items()):
+            labels = {**check_labels(check), "metric": metric}
+            out.sample("heartbeatd_check_metric", reported, labels)
+
+
 def render_daemon(
     out: Exposition,
     stats: Stats,
@@ -142,7 +158,7 @@ def authorized(request: web.Request, key: str) -> bool:
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer":
         given = request.query.get("key", "")
-    return hmac.compare_digest(given.strip().encode(), key.encode())
+    return hmac.compare_digest(given.strip().encode("utf-8", "surrogatepass"), key.encode())
 
 
 @routes.get("/metrics")
@@ -157,7 +173,9 @@ async def metrics(request: web.Request) -> web.Response:
         )
     checks = await app[STORE].list_checks()
     depth = await app[STORE].outbox_depth()
+    last = await app[STORE].last_metrics()
     out = Exposition()
     render_checks(out, checks, app[CLOCK].now())
+    render_check_metrics(out, checks, last)
     render_daemon(out, app[STATS], app[DISPATCHER].attempts, depth, len(app[MONITOR]))
     return web.Response(body=out.text().encode(), headers={"Content-Type": CONTENT_TYPE})

@@ -143,6 +143,22 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE pings ADD COLUMN notes TEXT;    -- JSON list: values ignored, rules that decided
     ALTER TABLE checks ADD COLUMN rules TEXT;   -- JSON of the [[check]] rule keys; NULL: none
     """,
+    # 6: the latest value of each ping metric per check, kept as pings arrive, so a /metrics
+    # scrape reads one small table instead of every retained ping's JSON
+    """
+    CREATE TABLE metric_last (
+        check_id INTEGER NOT NULL REFERENCES checks (id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        value NUMERIC NOT NULL,  -- as the ping gave it: a count stays an integer
+        PRIMARY KEY (check_id, name)
+    ) WITHOUT ROWID;
+    INSERT INTO metric_last (check_id, name, value)
+    SELECT check_id, key, value FROM (
+        SELECT p.check_id, j.key, j.value,
+               row_number() OVER (PARTITION BY p.check_id, j.key ORDER BY p.n DESC) AS newest
+        FROM pings p, json_each(p.metrics) j WHERE p.metrics IS NOT NULL
+    ) WHERE newest = 1;
+    """,
 )
 
 

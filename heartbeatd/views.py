@@ -1,13 +1,15 @@
 """The status page: the dashboard of every check and each check's own page, server-rendered.
 
 Everything a pinger or a person typed reaches the page through jinja's autoescaping; the only
-markup built here is the SVG of the run strip and duration chart, from numbers and fixed words.
+markup built here is the SVG of the run strip and the charts, from numbers and fixed words
+(escaped all the same).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -16,13 +18,16 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from heartbeatd import badges
+from heartbeatd.assertions import Percentile
+from heartbeatd.assertions import show as show_metric
 from heartbeatd.auth import User, viewer
 from heartbeatd.durations import format_duration, format_elapsed
 from heartbeatd.errors import plain_errors
 from heartbeatd.model import Check, Status, late_at, status_at
+from heartbeatd.rules import CheckRules
 from heartbeatd.schedule import in_words, upcoming, zone
 from heartbeatd.web_keys import CLOCK, CONFIG, STORE, TEMPLATES
 
@@ -255,6 +260,7 @@ async def check_page_response(
     ]  # fmt: skip
     secret = await store.badge_secret()
     site = app[CONFIG].site_url
+    metric = main_metric(check.rules, pings)
     return render(
         request,
         "check.html",
@@ -267,7 +273,10 @@ async def check_page_response(
         pings=pings,
         flips=flips,
         notes=notes,
-        chart=duration_chart(pings),
+        chart=duration_chart(pings, check.rules),
+        metric=metric,
+        metric_chart=metric_chart(metric, pings, check.rules) if metric else None,
+        rules=check.rules.describe(),
         upcoming=expected_times(check, now),
         ping_url=f"{site}/ping/{check.uuid}",
         examples=examples(check, site),
@@ -289,6 +298,7 @@ def ping_row(ping: dict[str, Any], now: float) -> dict[str, Any]:
         "more": len(body) > len(short),
         "kept": len(ping["body"] or b""),
         "truncated": ping["body_size"] > len(ping["body"] or b""),
+        "metrics_text": " ".join(f"{k}={show_metric(k, v)}" for k, v in ping["metrics"].items()),
     }
 
 
@@ -307,34 +317,105 @@ def expected_times(check: Check, now: float) -> list[str]:
     ]
 
 
-def duration_chart(pings: list[dict[str, Any]]) -> Markup | None:
+CHART_HEIGHT, CHART_GUTTER, CHART_STEP = 80, 40, 8  # the gutter holds the scale's labels
+Bar = tuple[float, bool]  # a value, and whether its ping was a failure
+
+
+def bar_chart(
+    bars: Sequence[Bar],
+    show: Callable[[float], str],
+    label: str,
+    bounds: Sequence[tuple[float, str]],
+) -> Markup:
+    """Bars oldest left on one scale from 0 (down to the lowest value when one is negative),
+    each constant bound drawn across it: a person sees how close the runs come to an assertion.
+    """
+    values = [value for value, _ in bars] + [bound for bound, _ in bounds]
+    top, bottom = max(0, *values), min(0, *values)
+    plot = CHART_HEIGHT - 14  # the top label's room
+    scale = plot / ((top - bottom) or 1)
+
+    def y(value: float) -> float:
+        return CHART_HEIGHT - (value - bottom) * scale
+
+    width = CHART_GUTTER + len(bars) * CHART_STEP
+    shapes = []
+    for i, (value, failed) in enumerate(bars):
+        upper, lower = y(max(value, 0)), y(min(value, 0))
+        h = max(lower - upper, 1)
+        shapes.append(
+            f'<rect class="run-{"failed" if failed else "ok"}" x="{CHART_GUTTER + i * CHART_STEP}" '
+            f'y="{lower - h:.1f}" width="6" height="{h:.1f}"><title>{escape(show(value))}'
+            "</title></rect>"
+        )
+    for bound, text in bounds:
+        shapes.append(
+            f'<line class="bound" x1="{CHART_GUTTER}" x2="{width}" y1="{y(bound):.1f}" '
+            f'y2="{y(bound):.1f}" stroke="currentColor" stroke-dasharray="4 3"><title>'
+            f"{escape(text)}</title></line>"
+        )
+    low = escape(show(bottom)) if bottom else "0"
+    return Markup(
+        f'<svg class="chart" viewBox="0 0 {width} {CHART_HEIGHT}" width="{width}" '
+        f'height="{CHART_HEIGHT}" role="img" aria-label="{escape(label)}"><text x="0" y="10" '
+        f'class="axis">{escape(show(top))}</text><text x="0" y="{CHART_HEIGHT}" class="axis">'
+        f"{low}</text>{''.join(shapes)}</svg>"
+    )
+
+
+def constant_bounds(rules: CheckRules, metric: str) -> list[tuple[float, str]]:
+    """The metric's assertions with a fixed number to draw; a percentile moves, so is not."""
+    return [
+        (a.bound, str(a))
+        for a in rules.assertions
+        if a.metric == metric and not isinstance(a.bound, Percentile)
+    ]
+
+
+def duration_chart(pings: list[dict[str, Any]], rules: CheckRules) -> Markup | None:
     """Bars of the run durations in the ping log, oldest left; None with no timed runs."""
-    runs = [(p["duration"], p["kind"]) for p in reversed(pings) if p["duration"] is not None]
+    runs = [
+        (p["duration"], p["kind"] == "fail") for p in reversed(pings) if p["duration"] is not None
+    ]
     if not runs:
         return None
-    longest = max(d for d, _ in runs) or 1.0
-    gutter, height = 40, 80  # the gutter holds the scale's label
-    width = gutter + len(runs) * 8
-    bars = []
-    for i, (seconds, kind) in enumerate(runs):
-        h = max(seconds / longest * (height - 14), 1)
-        bars.append(
-            f'<rect class="run-{"failed" if kind == "fail" else "ok"}" x="{gutter + i * 8}" '
-            f'y="{height - h:.1f}" width="6" height="{h:.1f}"><title>'
-            f"{format_elapsed(seconds)}</title></rect>"
-        )
-    label = f"durations of the last {len(runs)} runs; longest {format_elapsed(longest)}"
-    return Markup(
-        f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'role="img" aria-label="{label}"><text x="0" y="10" class="axis">'
-        f'{format_elapsed(longest)}</text><text x="0" y="{height}" class="axis">0</text>'
-        f"{''.join(bars)}</svg>"
-    )
+    longest = format_elapsed(max(d for d, _ in runs))
+    label = f"durations of the last {len(runs)} runs; longest {longest}"
+    return bar_chart(runs, format_elapsed, label, constant_bounds(rules, "duration"))
+
+
+def main_metric(rules: CheckRules, pings: list[dict[str, Any]]) -> str | None:
+    """The metric the check is about: the first its assertions name, else the one its recent
+    pings carry most. Never `duration`, which has its own chart."""
+    for assertion in rules.assertions:
+        if assertion.metric != "duration":
+            return assertion.metric
+    carried = Counter(name for p in pings for name in p["metrics"] if name != "duration")
+    return carried.most_common(1)[0][0] if carried else None
+
+
+def metric_chart(metric: str, pings: list[dict[str, Any]], rules: CheckRules) -> Markup | None:
+    """Bars of one metric in the pings that carried it, oldest left; None if none did."""
+    points = [
+        (p["metrics"][metric], p["kind"] == "fail")
+        for p in reversed(pings)
+        if metric in p["metrics"]
+    ]
+    if not points:
+        return None
+    highest = compact(max(v for v, _ in points))
+    label = f"{metric} in the last {len(points)} pings that reported it; highest {highest}"
+    return bar_chart(points, compact, label, constant_bounds(rules, metric))
+
+
+def compact(value: float) -> str:
+    """A number short enough for the chart's gutter (5.2e+09); the ping log shows it whole."""
+    return f"{value:.3g}" if abs(value) >= 1e6 else f"{value:g}"
 
 
 def examples(check: Check, site: str) -> dict[str, str]:
     """Ready-to-paste ways to ping this check from the clients people already use."""
-    from heartbeatd.cli import crontab_schedule  # cli imports app, which imports this module
+    from heartbeatd.cli.checks import crontab_schedule  # the CLI sits above views: import late
 
     url = f"{site}/ping/{check.uuid}"
     curl = "curl -fsS -m 10 --retry 5 -o /dev/null"

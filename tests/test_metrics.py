@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from heartbeatd.config import ConfigError
+from heartbeatd.migrations import MIGRATIONS
+from heartbeatd.store import Store
 from tests.conftest import Daemon, MakeConfig, eventually
 
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
@@ -193,3 +198,87 @@ def test_a_short_metrics_key_is_a_located_config_error(make_config: MakeConfig) 
         "heartbeatd.toml:2: metrics_key: expected at least 16 characters, "
         "e.g. from `openssl rand -hex 16`"
     )
+
+
+# -- the numbers pings carry (issue 8) --------------------------------------------------------
+
+
+def metric_samples(samples: Samples) -> dict[tuple[str, str], float]:
+    """(slug, metric) -> value of every heartbeatd_check_metric sample."""
+    return {
+        (dict(labels)["slug"], dict(labels)["metric"]): v
+        for (name, labels), v in samples.items()
+        if name == "heartbeatd_check_metric"
+    }
+
+
+async def test_the_last_value_of_each_ping_metric_is_exported(daemon: Daemon) -> None:
+    backup = await daemon.add(tags=("db",))
+    quiet = await daemon.add("quiet")
+    await daemon.client.get(f"/ping/{backup.uuid}?bytes=5.2e9&count=12&errors=0")
+    await daemon.client.get(f"/ping/{backup.uuid}?count=13&ratio=0.25")
+    await daemon.client.get(f"/ping/{backup.uuid}/start")
+    await daemon.client.get(f"/ping/{quiet.uuid}")
+    response = await daemon.client.get("/metrics")
+    text = await response.text()
+    assert "# TYPE heartbeatd_check_metric gauge" in text
+    assert (
+        'heartbeatd_check_metric{name="backup",slug="backup",tags="db",metric="bytes"} 5200000000'
+        in text.splitlines()
+    )
+    assert metric_samples(parse(text)) == {
+        ("backup", "bytes"): 5.2e9,
+        ("backup", "count"): 13,
+        ("backup", "errors"): 0,
+        ("backup", "ratio"): 0.25,
+    }
+
+
+async def test_metric_labels_are_escaped_and_a_deleted_check_leaves_none(daemon: Daemon) -> None:
+    weird = await daemon.add('a"b\nc\\d', slug="weird")
+    gone = await daemon.add("gone")
+    await daemon.client.get(f"/ping/{weird.uuid}?rows=3")
+    await daemon.client.get(f"/ping/{gone.uuid}?rows=4")
+    await daemon.store.remove("gone")
+    text = await (await daemon.client.get("/metrics")).text()
+    assert 'heartbeatd_check_metric{name="a\\"b\\nc\\\\d",slug="weird"' in text
+    samples = parse(text)
+    assert metric_samples(samples) == {("weird", "rows"): 3}
+    assert any(dict(labels).get("name") == 'a"b\nc\\d' for _, labels in samples)
+
+
+async def test_a_last_value_outlives_the_pings_retention(start_daemon: Any) -> None:
+    daemon = await start_daemon("ping_retention = 2\n")
+    check = await daemon.add()
+    await daemon.client.get(f"/ping/{check.uuid}?bytes=7")
+    for _ in range(3):
+        await daemon.client.get(f"/ping/{check.uuid}?count=1")
+    assert await daemon.query("SELECT count(*) FROM pings WHERE metrics LIKE '%bytes%'") == [(0,)]
+    assert metric_samples(await scrape(daemon)) == {("backup", "bytes"): 7, ("backup", "count"): 1}
+
+
+def test_an_older_database_gets_its_last_values_from_the_stored_pings(tmp_path: Path) -> None:
+    """A database from before the metric_last table (schema step 5) is filled in on upgrade."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in MIGRATIONS[:5]:
+        conn.executescript(step)
+    conn.execute("PRAGMA user_version = 5")
+    conn.execute(
+        "INSERT INTO checks (id, uuid, name, period, grace, created) "
+        "VALUES (1, ?, 'old', 60, 10, 0)",
+        (f"{'0' * 8}-0000-0000-0000-{'0' * 12}",),
+    )
+    for n, metrics in enumerate(['{"bytes": 5, "count": 1}', None, '{"count": 2}'], start=1):
+        conn.execute(
+            "INSERT INTO pings (check_id, n, created, kind, scheme, method, remote_addr, ua, "
+            "body_size, metrics) VALUES (1, ?, ?, 'success', 'http', 'GET', '::1', '', 0, ?)",
+            (n, n, metrics),
+        )
+    conn.close()
+
+    async def read() -> dict[int, dict[str, float]]:
+        async with Store(path) as store:
+            return await store.last_metrics()
+
+    assert asyncio.run(read()) == {1: {"bytes": 5, "count": 2}}

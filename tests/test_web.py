@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from heartbeatd import rules
 from heartbeatd.auth import hash_password, is_public, verify_password
 from heartbeatd.cli import cli
 from heartbeatd.config import ConfigError, load_config
@@ -531,3 +532,74 @@ def test_schedules_read_as_words() -> None:
     assert in_words(Schedule(60.0, period=2 * 86400.0)) == "every 2 days"
     cron = Schedule(60.0, cron="0 3 * * *", tz="Europe/Berlin")
     assert in_words(cron) == "at 03:00 every day in Europe/Berlin"
+
+
+# -- metrics and assertions on the check page (issue 8) --------------------------------------
+
+
+def chart_of(html: str, label_start: str) -> str:
+    """The one chart whose accessible label starts with `label_start`."""
+    (svg,) = re.findall(rf'<svg class="chart"[^>]*aria-label="{label_start}.*?</svg>', html)
+    return svg
+
+
+async def test_the_check_page_shows_metrics_the_broken_assertion_and_a_chart(
+    daemon: Daemon,
+) -> None:
+    table = {"bytes": "> 0", "duration": "<= 2h"}
+    check = await daemon.add("backup", grace=3600.0, rules=rules.from_config({"assert": table}))
+    await daemon.client.get(f"/ping/{check.uuid}?bytes=5200000000&count=12")
+    await daemon.client.get(f"/ping/{check.uuid}?bytes=300&count=7&junk=12%20MB")
+    await daemon.client.get(f"/ping/{check.uuid}/start?rid={RID}")
+    await daemon.advance(90)
+    await daemon.client.get(f"/ping/{check.uuid}?rid={RID}&bytes=0&count=3")
+    html = await page(daemon, f"/checks/{check.uuid}")
+    assert "<code>bytes=5200000000 count=12</code>" in html
+    assert "<code>bytes=0 count=3</code>" in html
+    assert "ignored junk=&#39;12 MB&#39;: not a finite number" in html
+    assert "assertion failed: bytes &gt; 0 (got 0)" in html  # the ping's note
+    assert "assertion: bytes &gt; 0 (got 0)" in html  # the status change's reason
+    assert "bytes &gt; 0, duration &lt;= 2h (pings without a metric pass)" in html
+    assert "[check.assert]" in html
+    chart = chart_of(html, "bytes in the last 3 pings that reported it")
+    assert chart.count("<rect") == 3 and chart.count('class="run-failed"') == 1
+    assert "<title>bytes &gt; 0</title></line>" in chart
+    assert ">5.2e+09</text>" in chart  # the scale, short enough for its gutter
+    durations = chart_of(html, "durations of the last 1 runs")
+    assert "<title>duration &lt;= 2h</title></line>" in durations  # 2h, far above 1m 30s
+    assert ">2h</text>" in durations
+
+
+async def test_without_assertions_the_chart_is_of_the_most_reported_metric(
+    daemon: Daemon,
+) -> None:
+    check = await daemon.add("etl")
+    for query in ("rows=10", "rows=12&errors=1", "rows=-3", "errors=0&rows=11"):
+        await daemon.client.get(f"/ping/{check.uuid}?{query}")
+    await daemon.client.get(f"/ping/{check.uuid}")
+    html = await page(daemon, f"/checks/{check.uuid}")
+    assert '<h2 id="metric-h">rows</h2>' in html
+    chart = chart_of(html, "rows in the last 4 pings that reported it; highest 12")
+    assert chart.count("<rect") == 4 and "<line" not in chart
+    assert ">-3</text>" in chart  # a negative value extends the scale below 0
+    assert "None: every success ping counts as a good run." in html
+
+
+async def test_a_check_without_metrics_has_no_metric_chart(daemon: Daemon) -> None:
+    check = await daemon.add("plain")
+    await daemon.client.get(f"/ping/{check.uuid}")
+    html = await page(daemon, f"/checks/{check.uuid}")
+    assert 'id="metric-h"' not in html and 'aria-label="durations' not in html
+
+
+async def test_notes_quoting_what_a_pinger_sent_are_escaped(daemon: Daemon) -> None:
+    keyword = rules.from_config({"failure_kw": EVIL})
+    check = await daemon.add("backup", rules=keyword)
+    await daemon.client.get(f"/ping/{check.uuid}?%3Cb%3Eoops%3C%2Fb%3E=1&x=%3Cimg%20src%3Dx%3E")
+    await daemon.client.post(f"/ping/{check.uuid}", data=f"output {EVIL}")
+    html = await page(daemon, f"/checks/{check.uuid}")
+    assert "<b>oops" not in html and "<img src=x" not in html
+    assert "ignored metric &#39;&lt;b&gt;oops&lt;/b&gt;&#39;" in html
+    assert "ignored x=&#39;&lt;img src=x&gt;&#39;" in html
+    assert "<script>" not in html.replace('<script src="/static/app.js" defer></script>', "")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
