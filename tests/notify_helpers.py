@@ -75,6 +75,20 @@ class Service:
         return web.Response(status=429, text="slow down")
 
 
+def webhook_config(url: str, extra: str = "", timeout: str = "5s") -> str:
+    """A config with one webhook notifier, `hook`, that every check uses."""
+    return f"""
+[[notifier]]
+name = "hook"
+type = "webhook"
+url = "{url}"
+timeout = "{timeout}"
+default = true
+headers = {{ Authorization = "Bearer s3cret" }}
+{extra}
+"""
+
+
 async def serve(aiohttp_server: Any, service: Service, routes: list[web.RouteDef]) -> Any:
     app = web.Application()
     app.add_routes(routes)

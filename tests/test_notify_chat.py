@@ -176,6 +176,18 @@ async def test_telegram_shows_hostile_check_data_as_written(
     assert "&lt;b&gt;x&lt;/b&gt; &amp; &lt;script&gt;" in message["text"]
 
 
+async def test_telegram_shows_a_check_name_with_a_line_break_whole_in_bold(
+    build: Any, telegram: TelegramApi
+) -> None:
+    notifier = build(TelegramNotifier, **telegram_options(telegram))
+    await notifier.send(make_event(name="nightly\nbackup", desc="pg_dump of the main db"))
+    message = telegram.accepted[0]
+    assert message["bold"][0] == "nightly\nbackup is DOWN (missed ping)"
+    details = message["seen"].removeprefix(message["bold"][0])
+    assert details.startswith("\n\npg_dump of the main db\nSchedule: ")
+    assert "backup is DOWN" not in details
+
+
 async def test_telegram_cuts_a_100_kb_output_to_fit_one_message(
     build: Any, telegram: TelegramApi
 ) -> None:
@@ -231,6 +243,7 @@ async def test_telegram_server_errors_and_flood_limits_are_retried(
     assert BOT_TOKEN not in str(failure.value)
     if status == 429:
         assert "retry after 7" in str(failure.value)
+        assert failure.value.retry_after == 7  # the dispatcher waits at least that long
     await notifier.send(make_event())  # the retry gets through
     assert len(telegram.accepted) == 1
 

@@ -396,6 +396,7 @@ async def test_discord_rate_limit_is_retried_and_says_when(
         assert not failure.value.permanent
         if discord.fail:
             assert "You are being rate limited. (retry after 0.8s)" in str(failure.value)
+            assert failure.value.retry_after == 0.8  # Discord's own figure, finer than the header
     await notifier.send(make_event())
     assert len(discord.accepted) == 1
 

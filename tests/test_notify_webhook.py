@@ -8,6 +8,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import Daemon, eventually
+from tests.notify_helpers import webhook_config
 
 
 class Sink:
@@ -32,19 +33,6 @@ async def sink(aiohttp_server: Any) -> tuple[Sink, str]:
     app.router.add_post("/hook", recorder.handle)
     server = await aiohttp_server(app)
     return recorder, str(server.make_url("/hook"))
-
-
-def webhook_config(url: str, extra: str = "") -> str:
-    return f"""
-[[notifier]]
-name = "hook"
-type = "webhook"
-url = "{url}"
-timeout = "5s"
-default = true
-headers = {{ Authorization = "Bearer s3cret" }}
-{extra}
-"""
 
 
 async def outbox_states(daemon: Daemon) -> list[tuple[Any, ...]]:

@@ -23,11 +23,16 @@ GROUP = "heartbeatd.notifiers"
 
 
 class NotifyError(Exception):
-    """Sending failed. `permanent` stops retries (a 404 webhook URL will not start working)."""
+    """Sending failed. `permanent` stops retries (a 404 webhook URL will not start working);
+    `retry_after` is how long the service asked us to wait, in seconds, so the dispatcher does
+    not retry a rate limit sooner than it would be lifted."""
 
-    def __init__(self, message: str, permanent: bool = False) -> None:
+    def __init__(
+        self, message: str, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.retry_after = retry_after
 
 
 def iso(moment: float | None) -> str | None:

@@ -10,7 +10,7 @@ Check data is written as text, never as markup: Markdown characters are backslas
 the output sits in a code block that it cannot close, so a check named `**x**` or `@everyone`
 reads as written. `allowed_mentions` with no parse types also makes Discord refuse to ping
 anyone, whatever the text says. The webhook's token is in the URL's path, so errors name only
-the host. A 429 is retried; Discord's `retry_after` is quoted in the error.
+the host. A 429 is retried, not before Discord's `retry_after`, which the error quotes.
 
 Options:
   url       the webhook URL (required): Channel settings > Integrations > Webhooks > Copy URL,
@@ -22,14 +22,13 @@ Options:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from heartbeatd.notify import Event, NotifyError, iso
-from heartbeatd.notify.http import HttpNotifier
+from heartbeatd.notify.http import HttpNotifier, explained
 from heartbeatd.notify.message_parts import details
 from heartbeatd.notify.options import OptionError, Options
 
@@ -58,7 +57,7 @@ class DiscordNotifier(HttpNotifier):
                 raise OptionError("username", f"expected 1 to {USERNAME_LIMIT} characters")
             if re.search("discord|clyde", self.username, re.IGNORECASE):
                 raise OptionError("username", "Discord refuses names containing discord or clyde")
-        self.timeout = read.duration("timeout", 10.0)
+        self.limit = read.duration("timeout", 10.0)
         read.done()
 
     async def send(self, event: Event) -> None:
@@ -76,7 +75,8 @@ class DiscordNotifier(HttpNotifier):
         try:
             await self.request("POST", self.url, params={"wait": "true"}, json=message)
         except NotifyError as e:
-            raise _explained(e) from None
+            secrets = {"webhook_token": self.url.rpartition("/")[2]}
+            raise explained(e, _words, secrets, _wait) from None
 
 
 def escape(text: str) -> str:
@@ -110,16 +110,9 @@ def _cut(text: str, limit: int) -> str:
     return cut + "…"
 
 
-def _explained(error: NotifyError) -> NotifyError:
-    """Discord's `message` instead of its JSON, with `retry_after` when it rate-limits."""
-    message = str(error)
-    head, _, said = message.partition(": ")
-    try:
-        answer = json.loads(said)
-    except ValueError:
-        answer = None
-    if isinstance(answer, dict) and isinstance(answer.get("message"), str):
-        message = f"{head}: {answer['message']}"
-        if isinstance(answer.get("retry_after"), int | float):
-            message += f" (retry after {answer['retry_after']}s)"
-    return NotifyError(message, permanent=error.permanent)
+def _words(answer: dict[str, Any]) -> object:
+    return answer.get("message")
+
+
+def _wait(answer: dict[str, Any]) -> object:
+    return answer.get("retry_after")

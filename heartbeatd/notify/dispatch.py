@@ -201,8 +201,12 @@ class Dispatcher:
         text = str(error) or type(error).__name__
         now = self._clock.now()
         permanent = isinstance(error, NotifyError) and error.permanent
+        deadline = item.created + self._policy(item.notifier).retry_for
         retry_at = now + retry_delay(item.attempts, self._rng)
-        gave_up = permanent or retry_at > item.created + self._policy(item.notifier).retry_for
+        asked = error.retry_after if isinstance(error, NotifyError) else None
+        if asked is not None:  # not sooner than the service said; a last try at the deadline
+            retry_at = max(retry_at, min(now + asked, deadline))
+        gave_up = permanent or retry_at > deadline
         await self._store.notification_failed(item.id, text, None if gave_up else retry_at)
         self.attempts["failed"] += 1
         if item.notifier not in self._failing:

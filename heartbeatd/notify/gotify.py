@@ -16,11 +16,11 @@ Options:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
+from typing import Any
 
 from heartbeatd.notify import Event, NotifyError
-from heartbeatd.notify.http import HttpNotifier
+from heartbeatd.notify.http import HttpNotifier, explained
 from heartbeatd.notify.options import OptionError, Options
 
 OUTPUT_LIMIT = 2000  # characters of the job's output in the message
@@ -36,7 +36,7 @@ class GotifyNotifier(HttpNotifier):
             raise OptionError("token", "expected the application's token, got an empty string")
         self.priority_down: int = read.int("priority_down", 8, low=0, high=10)
         self.priority_up: int = read.int("priority_up", 5, low=0, high=10)
-        self.timeout = read.duration("timeout", 10.0)
+        self.limit = read.duration("timeout", 10.0)
         read.done()
 
     async def send(self, event: Event) -> None:
@@ -53,17 +53,12 @@ class GotifyNotifier(HttpNotifier):
         try:
             await self.request("POST", f"{self.server}/message", json=message, headers=headers)
         except NotifyError as e:
-            raise _explained(e, self.token) from None
+            raise explained(e, _words, {"token": self.token}) from None
 
 
-def _explained(error: NotifyError, token: str) -> NotifyError:
-    """Gotify's error and errorDescription instead of its JSON, and never the token."""
-    message = str(error)
-    head, _, said = message.partition(": ")
-    try:
-        answer = json.loads(said)
-    except ValueError:
-        answer = None
-    if isinstance(answer, dict) and isinstance(answer.get("error"), str):
-        message = f"{head}: {answer['error']}: {answer.get('errorDescription', '')}".rstrip(": ")
-    return NotifyError(message.replace(token, "<token>"), permanent=error.permanent)
+def _words(answer: dict[str, Any]) -> object:
+    """Gotify's error and errorDescription, e.g. "Unauthorized: you need to provide ..."."""
+    error = answer.get("error")
+    if not isinstance(error, str):
+        return None
+    return f"{error}: {answer.get('errorDescription', '')}".rstrip(": ")

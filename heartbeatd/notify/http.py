@@ -3,51 +3,166 @@
 Statuses decide retries: 2xx is delivered; 408, 425, 429 and 5xx are retried; any other 4xx
 means the request itself is wrong (a bad token, a deleted channel) and will stay wrong, so it
 fails for good. Error messages name the host, never the URL: some services (Telegram) put the
-token in the path, and errors are logged and stored.
+token in the path, and errors are logged and stored. A service's answer is kept parsed on the
+error, so each notifier needs only a small picker for the service's own words (`explained`).
+A 429 or 503 with a Retry-After header puts that wait on the error: the dispatcher does not
+retry sooner, since an early retry only meets the same limit.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from heartbeatd import __version__
+from heartbeatd.durations import format_duration
 from heartbeatd.notify import NotifyError
 
 RETRIED = {408, 425, 429}
+SAYS_WHEN = {429, 503}  # the statuses whose Retry-After header means "not before then"
+TIMEOUT_MARGIN = 1.0  # the dispatcher's limit is the request's own plus this
+SAID_LIMIT = 200  # characters of a service's answer quoted in an error
+READ_LIMIT = 65536  # bytes of an answer kept on the error: where secrets are looked for
 USER_AGENT = f"heartbeatd/{__version__}"
+
+Picker = Callable[[dict[str, Any]], object]  # one notifier's reading of its service's JSON
+
+
+class ServiceRefused(NotifyError):
+    """The service answered with an error status.
+
+    `head` says who and how ("HTTP 401 from api.telegram.org"); `said` is the whole body as
+    text and `answer` the body parsed as JSON (None when it is not JSON), for a notifier to
+    pick the service's own words from. The message quotes only the start of `said`, so
+    `explained` hides secrets in all of it first: a secret cut in two would go unrecognised.
+    """
+
+    def __init__(
+        self,
+        head: str,
+        said: str,
+        answer: Any,
+        permanent: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(_message(head, said, retry_after), permanent, retry_after)
+        self.head = head
+        self.said = said
+        self.answer = answer
 
 
 class HttpNotifier:
-    """Base for HTTP notifiers: subclasses set name and timeout and call request()."""
+    """Base for HTTP notifiers: subclasses set name and limit and call request().
+
+    `limit` bounds the whole request (connecting, sending, reading the answer). The dispatcher
+    waits `timeout`, a little longer, so that a silent service fails here, with its host
+    named, rather than there as a bare TimeoutError.
+    """
 
     name: str
-    timeout: float = 10.0
+    limit: float = 10.0
     _session: aiohttp.ClientSession | None = None
 
+    @property
+    def timeout(self) -> float:
+        return self.limit + TIMEOUT_MARGIN
+
     async def request(self, method: str, url: str, **kwargs: Any) -> bytes:
-        """Send one request; return the body of a 2xx answer or raise NotifyError."""
+        """Send one request; return the body of a 2xx answer, else raise ServiceRefused (the
+        service answered) or NotifyError (it could not be reached, or did not answer)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
         host = urlsplit(url).netloc.rpartition("@")[2]
         try:
             async with self._session.request(
-                method, url, timeout=aiohttp.ClientTimeout(total=self.timeout), **kwargs
+                method, url, timeout=aiohttp.ClientTimeout(total=self.limit), **kwargs
             ) as response:
                 body = await response.read()
+        except TimeoutError as e:
+            raise NotifyError(f"no answer from {host} within {format_duration(self.limit)}") from e
         except aiohttp.ClientConnectorError as e:
             raise NotifyError(f"cannot connect to {host}: {e.os_error.strerror or e}") from e
         except aiohttp.ClientError as e:
             raise NotifyError(f"{type(e).__name__} talking to {host}") from e
         if 200 <= response.status < 300:
             return body
-        said = body[:200].decode("utf-8", "replace").strip()
-        permanent = response.status < 500 and response.status not in RETRIED
-        message = f"HTTP {response.status} from {host}" + (f": {said}" if said else "")
-        raise NotifyError(message, permanent=permanent)
+        raise ServiceRefused(
+            f"HTTP {response.status} from {host}",
+            body[:READ_LIMIT].decode("utf-8", "replace").strip(),
+            _json(body),
+            permanent=response.status < 500 and response.status not in RETRIED,
+            retry_after=retry_after(response.headers) if response.status in SAYS_WHEN else None,
+        )
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def explained(
+    error: NotifyError,
+    words: Picker | None = None,
+    secrets: Mapping[str, str] | None = None,
+    wait: Picker | None = None,
+) -> NotifyError:
+    """`error` as a person should read it: the service's own words (what `words` picks from its
+    JSON answer) instead of the raw JSON, how long it asked us to wait (what `wait` picks, else
+    its Retry-After header), and every secret replaced by its name: `{"bot_token": token}`
+    shows `<bot_token>`, even where a service echoes what it was sent."""
+    hide = sorted((secrets or {}).items(), key=lambda named: -len(named[1]))
+    if not isinstance(error, ServiceRefused):
+        return NotifyError(_hidden(str(error), hide), error.permanent, error.retry_after)
+    said, retry_after = error.said, error.retry_after
+    if isinstance(error.answer, dict):
+        picked = words(error.answer) if words is not None else None
+        asked = wait(error.answer) if wait is not None else None
+        if isinstance(asked, int | float) and not isinstance(asked, bool) and asked >= 0:
+            retry_after = float(asked)
+        if isinstance(picked, str) and picked.strip():
+            said = picked.strip()
+    message = _message(error.head, _hidden(said, hide), retry_after)
+    return NotifyError(message, error.permanent, retry_after)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Retry-After in seconds: given as seconds, or as a date that is measured against the
+    answer's own Date header rather than our clock, which may disagree with the server's."""
+    value = headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        wait = parsedate_to_datetime(value) - parsedate_to_datetime(headers["Date"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return max(wait.total_seconds(), 0.0)
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _hidden(text: str, secrets: list[tuple[str, str]]) -> str:
+    """`text` with each secret replaced by its name, longest first: one secret may contain
+    another."""
+    for name, secret in secrets:
+        if secret:
+            text = text.replace(secret, f"<{name}>")
+    return text
+
+
+def _message(head: str, said: str, retry_after: float | None) -> str:
+    """What the service said, its start only, and when it asked to be tried again."""
+    if len(said) > SAID_LIMIT:
+        said = said[: SAID_LIMIT - 1] + "…"
+    message = f"{head}: {said}" if said else head
+    if retry_after is not None and "retry after" not in message.lower():
+        message += f" (retry after {format_duration(retry_after)})"
+    return message

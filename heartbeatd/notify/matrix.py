@@ -11,13 +11,13 @@ transaction ID each time instead (the homeserver would silently drop them otherw
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 from urllib.parse import quote
 
 from heartbeatd.notify import Event, NotifyError
-from heartbeatd.notify.http import HttpNotifier
+from heartbeatd.notify.http import HttpNotifier, explained
 from heartbeatd.notify.options import OptionError, Options
 
 OUTPUT_LIMIT = 1000  # bytes of the job's output quoted in the message
@@ -39,7 +39,7 @@ class MatrixNotifier(HttpNotifier):
                 f"expected a room ID like '!abc:example.org'{hint}, got {self.room_id!r}; "
                 "Element shows it under Room settings > Advanced",
             )
-        self.timeout = read.duration("timeout", 10.0)
+        self.limit = read.duration("timeout", 10.0)
         read.done()
 
     async def send(self, event: Event) -> None:
@@ -56,7 +56,7 @@ class MatrixNotifier(HttpNotifier):
         try:
             await self.request("PUT", url, json=content, headers=headers)
         except NotifyError as e:
-            raise _explained(e, self.access_token) from None
+            raise explained(e, _words, {"access_token": self.access_token}) from None
 
 
 def transaction_id(event: Event, notifier: str) -> str:
@@ -84,14 +84,7 @@ def _escape(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _explained(error: NotifyError, token: str) -> NotifyError:
-    """The homeserver's errcode and error instead of its JSON, and never the access token."""
-    message = str(error)
-    head, _, said = message.partition(": ")
-    try:
-        answer = json.loads(said)
-    except ValueError:
-        answer = None
-    if isinstance(answer, dict) and isinstance(answer.get("errcode"), str):
-        message = f"{head}: {answer['errcode']}: {answer.get('error', '')}".rstrip(": ")
-    return NotifyError(message.replace(token, "<access_token>"), permanent=error.permanent)
+def _words(answer: dict[str, Any]) -> object:
+    """The homeserver's errcode and error, e.g. "M_FORBIDDEN: not in the room"."""
+    code = answer.get("errcode")
+    return f"{code}: {answer.get('error', '')}".rstrip(": ") if isinstance(code, str) else None

@@ -1,9 +1,9 @@
 """The pieces of Event.text() for notifiers that lay a message out in parts of their own.
 
-ntfy, Discord and Slack show the summary as a title, the job's output in a block of its own
-and the check's page as a link or tap target; what is left between is the details. They are
-cut out by the summary's and the link's exact text rather than by line, because a check's name
-may itself contain line breaks.
+ntfy, Discord, Slack and Telegram show the summary as a title, the job's output in a block of
+its own and the check's page as a link or tap target; what is left between is the details.
+They are cut out by the summary's and the link's exact text rather than by line, because a
+check's name may itself contain line breaks.
 """
 
 from __future__ import annotations

@@ -20,13 +20,12 @@ Options:
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from heartbeatd.notify import Event, NotifyError
-from heartbeatd.notify.http import HttpNotifier
+from heartbeatd.notify.http import HttpNotifier, explained
 from heartbeatd.notify.message_parts import details
 from heartbeatd.notify.options import OptionError, Options
 
@@ -51,10 +50,10 @@ class NtfyNotifier(HttpNotifier):
         self.topic: str = read.str("topic")
         if not TOPIC.fullmatch(self.topic):
             raise OptionError("topic", "expected 1 to 64 letters, digits, '-' or '_'")
-        self.headers = _auth(read)
+        self.headers, self.secrets = _auth(read)
         self.priority_down = _priority(read, "priority_down", "high", options.get("priority_down"))
         self.priority_up = _priority(read, "priority_up", "default", options.get("priority_up"))
-        self.timeout = read.duration("timeout", 10.0)
+        self.limit = read.duration("timeout", 10.0)
         read.done()
 
     async def send(self, event: Event) -> None:
@@ -69,7 +68,7 @@ class NtfyNotifier(HttpNotifier):
         try:
             await self.request("POST", f"{self.server}/", json=publish, headers=self.headers)
         except NotifyError as e:
-            raise _explained(e) from None
+            raise explained(e, _words, self.secrets) from None
 
 
 def message(event: Event) -> str:
@@ -101,8 +100,9 @@ def _tail(text: str, limit: int) -> str:
     return "…" + text.encode()[-(limit - 3) :].decode("utf-8", "ignore")
 
 
-def _auth(read: Options) -> dict[str, str]:
-    """The request's credentials: a Bearer token, Basic auth, or none for an open topic."""
+def _auth(read: Options) -> tuple[dict[str, str], dict[str, str]]:
+    """The request's credentials (a Bearer token, Basic auth, or none for an open topic) and
+    the secrets among them, by name, to keep out of error messages."""
     token: str | None = read.str("token", None)
     username: str | None = read.str("username", None)
     password: str | None = read.str("password", None)
@@ -114,13 +114,13 @@ def _auth(read: Options) -> dict[str, str]:
     if token is not None:
         if not token.strip():
             raise OptionError("token", "expected an access token, got an empty string")
-        return {"Authorization": f"Bearer {token}"}
+        return {"Authorization": f"Bearer {token}"}, {"token": token}
     if username is not None and password is not None:
         if ":" in username:
             raise OptionError("username", "cannot contain ':' (Basic authentication)")
         pair = base64.b64encode(f"{username}:{password}".encode()).decode()
-        return {"Authorization": f"Basic {pair}"}
-    return {}
+        return {"Authorization": f"Basic {pair}"}, {"password": password, "credentials": pair}
+    return {}, {}
 
 
 def _priority(read: Options, key: str, default: str, given: object) -> int:
@@ -134,14 +134,5 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _explained(error: NotifyError) -> NotifyError:
-    """ntfy's own words (`error`) instead of its JSON."""
-    message = str(error)
-    head, _, said = message.partition(": ")
-    try:
-        answer = json.loads(said)
-    except ValueError:
-        answer = None
-    if isinstance(answer, dict) and isinstance(answer.get("error"), str):
-        message = f"{head}: {answer['error']}"
-    return NotifyError(message, permanent=error.permanent)
+def _words(answer: dict[str, Any]) -> object:
+    return answer.get("error")

@@ -9,12 +9,12 @@ page is the message's supplementary URL.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from heartbeatd.notify import Event, NotifyError
-from heartbeatd.notify.http import HttpNotifier
+from heartbeatd.notify.http import HttpNotifier, explained
 from heartbeatd.notify.options import OptionError, Options
 
 MESSAGE_LIMIT = 1024
@@ -36,7 +36,7 @@ class PushoverNotifier(HttpNotifier):
         self.priority_down: int = read.int("priority_down", 1, low=-2, high=2)
         self.priority_up: int = read.int("priority_up", 0, low=-2, high=2)
         self.sound: str | None = read.str("sound", None)
-        self.timeout = read.duration("timeout", 10.0)
+        self.limit = read.duration("timeout", 10.0)
         read.done()
 
     async def send(self, event: Event) -> None:
@@ -62,7 +62,7 @@ class PushoverNotifier(HttpNotifier):
         try:
             await self.request("POST", f"{self.api_url}/1/messages.json", data=form)
         except NotifyError as e:
-            raise _explained(e, (self.token, self.user)) from None
+            raise explained(e, _words, {"token": self.token, "user": self.user}) from None
 
 
 def message(event: Event) -> str:
@@ -93,16 +93,6 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _explained(error: NotifyError, secrets: tuple[str, ...]) -> NotifyError:
-    """Pushover's `errors` list instead of its JSON, and never the token or the user key."""
-    message = str(error)
-    head, _, said = message.partition(": ")
-    try:
-        answer = json.loads(said)
-    except ValueError:
-        answer = None
-    if isinstance(answer, dict) and isinstance(answer.get("errors"), list):
-        message = f"{head}: {'; '.join(str(e) for e in answer['errors'])}"
-    for secret in filter(None, secrets):
-        message = message.replace(secret, "<secret>")
-    return NotifyError(message, permanent=error.permanent)
+def _words(answer: dict[str, Any]) -> object:
+    errors = answer.get("errors")
+    return "; ".join(str(e) for e in errors) if isinstance(errors, list) else None

@@ -43,7 +43,7 @@ class SlackNotifier(HttpNotifier):
         read = Options("slack", options)
         self.name = name
         self.url: str = read.url("url")
-        self.timeout = read.duration("timeout", 10.0)
+        self.limit = read.duration("timeout", 10.0)
         read.done()
 
     async def send(self, event: Event) -> None:

@@ -11,14 +11,13 @@ service's answer as well.
 from __future__ import annotations
 
 import html
-import json
 import re
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from heartbeatd.notify import Event, NotifyError
-from heartbeatd.notify.http import HttpNotifier
+from heartbeatd.notify.http import HttpNotifier, explained
+from heartbeatd.notify.message_parts import details
 from heartbeatd.notify.options import OptionError, Options
 
 LIMIT = 4096  # characters of text per message, after entity parsing
@@ -39,7 +38,7 @@ class TelegramNotifier(HttpNotifier):
             raise OptionError("bot_token", f"expected a token like 123456789:AAE...{hint}")
         self.chat_id: int | str = _chat_id(read, options.get("chat_id"))
         self.thread_id: int | None = read.int("message_thread_id", None, low=1)
-        self.timeout = read.duration("timeout", 10.0)
+        self.limit = read.duration("timeout", 10.0)
         read.done()
 
     async def send(self, event: Event) -> None:
@@ -55,7 +54,7 @@ class TelegramNotifier(HttpNotifier):
         try:
             await self.request("POST", url, json=message)
         except NotifyError as e:
-            raise _explained(e, self.token) from None
+            raise explained(e, _words, {"bot_token": self.token}, _wait) from None
 
 
 def _chat_id(read: Options, raw: object) -> int | str:
@@ -71,27 +70,20 @@ def _chat_id(read: Options, raw: object) -> int | str:
 
 def render(event: Event) -> str:
     """The message in Telegram's HTML, escaped, at most LIMIT characters long."""
-    summary, details, url = parts(event)
-    head = f"<b>{_prefix(summary, SUMMARY_LIMIT)}</b>"
-    link = f"\n\n{_prefix(url, 1024)}" if url else ""
+    head = f"<b>{_prefix(event.summary, SUMMARY_LIMIT)}</b>"
+    link = f"\n\n{_prefix(event.check_url, 1024)}"
     tail = event.output_tail(4 * LIMIT).strip()
     frame = _length(OUTPUT.format(""))
     room = LIMIT - _length(head) - _length(link)
     # The details get what the output leaves them, and at least half when both are long.
     wanted = frame + _length(html.escape(tail, quote=False)) if tail else 0
-    body = "\n\n" + _prefix(details, room - min(wanted, room // 2) - 2) if details else ""
+    lines = details(event)
+    body = "\n\n" + _prefix(lines, room - min(wanted, room // 2) - 2) if lines else ""
     room -= _length(body)
     output = ""
     if tail and room - frame >= min(wanted - frame, 40):  # all of it, or a useful part
         output = OUTPUT.format(_suffix(tail, room - frame))
     return head + body + output + link
-
-
-def parts(event: Event) -> tuple[str, str, str]:
-    """Event.text() without the output, split into its summary, its details and its link."""
-    lines = replace(event, last_body=b"").text().split("\n")
-    url = lines.pop() if lines[-1] == event.check_url else ""
-    return lines[0], "\n".join(lines[1:]).strip("\n"), url
 
 
 def _length(text: str) -> int:
@@ -129,17 +121,10 @@ def _suffix(text: str, budget: int) -> str:
     return "…" + "".join(reversed(out))
 
 
-def _explained(error: NotifyError, token: str) -> NotifyError:
-    """Telegram's own words (`description`) instead of its JSON, and never the token."""
-    message = str(error)
-    head, _, said = message.partition(": ")
-    try:
-        answer = json.loads(said)
-    except ValueError:
-        answer = None
-    if isinstance(answer, dict) and isinstance(answer.get("description"), str):
-        message = f"{head}: {answer['description']}"
-        retry_after = (answer.get("parameters") or {}).get("retry_after")
-        if retry_after is not None and "retry after" not in message:
-            message += f" (retry after {retry_after}s)"
-    return NotifyError(message.replace(token, "<bot_token>"), permanent=error.permanent)
+def _words(answer: dict[str, Any]) -> object:
+    return answer.get("description")
+
+
+def _wait(answer: dict[str, Any]) -> object:
+    parameters = answer.get("parameters")
+    return parameters.get("retry_after") if isinstance(parameters, dict) else None

@@ -30,7 +30,7 @@ class WebhookNotifier(HttpNotifier):
         self.name = name
         self.url = Template(read.url("url"))
         self.method = read.choice("method", ("POST", "PUT", "PATCH", "GET"), "POST")
-        self.timeout = read.duration("timeout", 10.0)
+        self.limit = read.duration("timeout", 10.0)
         self.headers: dict[str, str] = read.str_dict("headers", {})
         self.templates = {
             "down": _template(read, "body_down"),
