@@ -207,8 +207,9 @@ class Store:
 
     # -- pings ---------------------------------------------------------------------------
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Every write but a ping's: it may change any check, so the ping cache is dropped."""
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], background: bool = False) -> T:
+        """Every write but a ping's: it may change any check, so the ping cache is dropped.
+        `background`: see writer.py (flips and outbox bookkeeping give way to pings)."""
 
         def run(conn: sqlite3.Connection) -> T:
             try:
@@ -216,7 +217,7 @@ class Store:
             finally:
                 self._cache.clear()
 
-        return await self._writer.run(run)
+        return await self._writer.run(run, background)
 
     async def record_ping(self, target: ByUuid | BySlug, ping: PingIn, now: float) -> PingResult:
         """Store the ping and its effects; returns after they are committed."""
@@ -378,7 +379,7 @@ class Store:
                 rearm.append((check.id, check.alert_after))
             return rearm, notify
 
-        return await self._write(run)
+        return await self._write(run, background=True)
 
     async def note_late(self, due: Sequence[tuple[int, float]], now: float) -> bool:
         """Queue `late` notifications for checks that entered their grace at the expected
@@ -634,7 +635,7 @@ class Store:
             (next_at,) = conn.execute(NEXT_PENDING).fetchone()
             return due, next_at
 
-        return await self._writer.run(read)  # a read: no need to drop the ping cache
+        return await self._writer.run(read, background=True)  # a read: the ping cache stays
 
     async def notification_sent(self, item_id: int, now: float) -> None:
         await self._writer.run(  # outbox only: the ping cache stays valid
@@ -642,7 +643,8 @@ class Store:
                 "UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = ?, "
                 "last_error = '' WHERE id = ?",
                 (now, item_id),
-            )
+            ),
+            background=True,
         )
 
     async def schedule_reminder(self, item: OutboxItem, at: float, now: float) -> None:
@@ -652,7 +654,8 @@ class Store:
                 "INSERT INTO outbox (flip_id, notifier, event, next_attempt, created) "
                 "VALUES (?, ?, 'repeat', ?, ?)",
                 (item.flip_id, item.notifier, at, now),
-            )
+            ),
+            background=True,
         )
 
     async def notification_cancelled(self, item_id: int, why: str) -> None:
@@ -661,7 +664,8 @@ class Store:
             lambda conn: conn.execute(
                 "UPDATE outbox SET state = 'cancelled', last_error = ? WHERE id = ?",
                 (why, item_id),
-            )
+            ),
+            background=True,
         )
 
     async def notification_failed(self, item_id: int, error: str, retry_at: float | None) -> None:
@@ -672,7 +676,8 @@ class Store:
                 "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ?, "
                 "next_attempt = coalesce(?, next_attempt) WHERE id = ?",
                 (state, error[:1000], retry_at, item_id),
-            )
+            ),
+            background=True,
         )
 
     async def outbox(self, limit: int = 1000, check_id: int | None = None) -> list[dict[str, Any]]:

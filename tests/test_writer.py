@@ -150,3 +150,18 @@ async def test_a_failing_database_still_answers_unavailable_to_the_whole_batch(d
     assert all(isinstance(o, Unavailable) for o in outcomes), outcomes
     writer._conn.execute("PRAGMA query_only = OFF")
     assert rows(path) == []
+
+
+async def test_a_foreground_call_is_not_committed_behind_queued_background_work(
+    db, monkeypatch
+) -> None:
+    monkeypatch.setattr(writer_module, "BACKGROUND_BUDGET", 0.0)  # one background call a batch
+    writer, path = db
+    background = [
+        asyncio.create_task(writer.run(insert(f"b{i}"), background=True)) for i in range(20)
+    ]
+    await asyncio.sleep(0)  # all twenty are queued
+    await writer.run(insert("ping"))
+    assert "ping" in rows(path) and len(rows(path)) < 21
+    assert await asyncio.gather(*background) == [1] * 20
+    assert [v for v in rows(path) if v != "ping"] == [f"b{i}" for i in range(20)]
