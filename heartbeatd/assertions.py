@@ -148,3 +148,8 @@ def show(metric: str, value: float) -> str:
     if metric == "duration":
         return f"{value:.3g}s"
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def show_all(metrics: Mapping[str, float]) -> str:
+    """A ping's metrics on one line, for the check page and alerts: `bytes=0 duration=41.2s`."""
+    return " ".join(f"{name}={show(name, value)}" for name, value in metrics.items())

@@ -56,14 +56,14 @@ NEXT_PENDING = "SELECT min(next_attempt) FROM outbox WHERE state = 'pending'"
 # exit status, when the outage began (for up), and whether the flip is still the latest.
 DUE_SQL = (
     "SELECT o.id, o.notifier, o.event, o.attempts, f.at, f.old_status, f.new_status, "
-    "f.reason, f.detail, "
-    "(SELECT body FROM pings p WHERE p.check_id = c.id ORDER BY p.n DESC LIMIT 1), "
-    "(SELECT exit_status FROM pings p WHERE p.check_id = c.id ORDER BY p.n DESC LIMIT 1), "
+    "f.reason, f.detail, p.body, p.exit_status, "
     "CASE WHEN f.new_status = 'up' THEN (SELECT max(d.at) FROM flips d WHERE "
     "d.check_id = c.id AND d.new_status = 'down' AND d.at <= f.at) END, o.flip_id, "
     "o.created, (SELECT max(l.id) FROM flips l WHERE l.check_id = c.id) = f.id, "
+    "p.metrics, p.duration, "
     f"{', '.join('c.' + c.strip() for c in CHECK_COLUMNS.split(','))} "
     "FROM outbox o JOIN flips f ON f.id = o.flip_id JOIN checks c ON c.id = f.check_id "
+    "LEFT JOIN pings p ON p.check_id = c.id AND p.n = c.n_pings "  # the newest ping
     "WHERE o.state = 'pending' AND o.next_attempt <= ? AND o.notifier = ?"
 )
 DUE_ORDER = "ORDER BY o.next_attempt LIMIT ?"
@@ -131,12 +131,16 @@ class OutboxItem:
     flip_id: int
     created: float  # when the row was written: retries stop retry_for after it
     flip_is_latest: bool  # no status change since its flip: a reminder still applies
+    last_metrics: dict[str, float]  # of the check's newest ping, its run's duration included
 
 
 def _outbox_item(row: Sequence[Any]) -> OutboxItem:
+    metrics = json.loads(row[15]) if row[15] else {}
+    if row[16] is not None:
+        metrics.setdefault("duration", row[16])
     return OutboxItem(
-        row[0], row[1], row[2], row[3], Flip(*row[4:9]), _check(row[15:]), bytes(row[9] or b""),
-        row[10], row[11], row[12], row[13], bool(row[14]),
+        row[0], row[1], row[2], row[3], Flip(*row[4:9]), _check(row[17:]), bytes(row[9] or b""),
+        row[10], row[11], row[12], row[13], bool(row[14]), metrics,
     )  # fmt: skip
 
 

@@ -21,8 +21,7 @@ from aiohttp import web
 from markupsafe import Markup, escape
 
 from heartbeatd import badges
-from heartbeatd.assertions import Percentile
-from heartbeatd.assertions import show as show_metric
+from heartbeatd.assertions import Percentile, show_all
 from heartbeatd.auth import User, viewer
 from heartbeatd.durations import format_duration, format_elapsed
 from heartbeatd.errors import plain_errors
@@ -298,7 +297,7 @@ def ping_row(ping: dict[str, Any], now: float) -> dict[str, Any]:
         "more": len(body) > len(short),
         "kept": len(ping["body"] or b""),
         "truncated": ping["body_size"] > len(ping["body"] or b""),
-        "metrics_text": " ".join(f"{k}={show_metric(k, v)}" for k, v in ping["metrics"].items()),
+        "metrics_text": show_all(ping["metrics"]),
     }
 
 

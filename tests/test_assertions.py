@@ -6,6 +6,7 @@ import json
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from heartbeatd.assertions import Assertion, AssertionSyntaxError, Percentile
 from heartbeatd.config import ConfigError, load_config
 from heartbeatd.reload import Reloader
 from tests.conftest import Daemon, MakeConfig, eventually
+from tests.notify_helpers import make_event
 
 RID = "6b1ac1b2-5d5c-4e0a-9a43-6a0e2c9d2f10"
 
@@ -332,6 +334,7 @@ default = true
     assert alert["summary"] == "Nightly backup is DOWN (assertion: bytes > 0 (got 0))"
     assert alert["flip"]["reason"] == "assertion"
     assert alert["flip"]["detail"] == "bytes > 0 (got 0)"
+    assert alert["last_metrics"] == {"bytes": 0, "duration": 600.0}  # the run's other numbers
 
 
 async def test_a_reloaded_config_changes_the_assertions_of_a_running_daemon(
@@ -350,3 +353,9 @@ async def test_a_reloaded_config_changes_the_assertions_of_a_running_daemon(
     assert "changed check backup: rules" in caplog.text
     await daemon.client.get(f"/ping/{check.uuid}?bytes=0")
     assert await status_and_last_flip(daemon) == ("down", "assertion", "bytes > 0 (got 0)")
+
+
+def test_an_alert_quotes_the_last_pings_metrics_as_a_person_reads_them() -> None:
+    event = replace(make_event(), last_metrics={"bytes": 0, "count": 12.5, "duration": 4500.0})
+    assert "\nLast metrics: bytes=0 count=12.5 duration=1h 15m\n" in event.text()
+    assert "Last metrics" not in make_event().text()  # a ping without numbers: no line

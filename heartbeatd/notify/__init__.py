@@ -8,11 +8,12 @@ raises NotifyError. It never touches the database: the dispatcher records every 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
+from heartbeatd.assertions import show_all
 from heartbeatd.config import Config
 from heartbeatd.durations import format_elapsed
 from heartbeatd.model import Check, Flip
@@ -57,6 +58,7 @@ class Event:
     down_since: float | None = None  # for "up": when the outage began
     last_body: bytes = b""
     exit_status: int | None = None  # of the last ping, when it carried one
+    last_metrics: Mapping[str, float] = field(default_factory=dict)  # of the last ping (issue 8)
     now: float = 0.0  # when it is sent: reminders say how long the outage has lasted
     heartbeatd_down: tuple[float, float] | None = None  # heartbeatd's own last downtime
 
@@ -131,6 +133,8 @@ class Event:
             lines.append(c.desc)
         lines.append(f"Schedule: {describe(c.schedule)}, grace {format_elapsed(c.grace)}")
         lines.append(f"Last ping: {_when(c.last_ping)}")
+        if self.last_metrics:  # beside a broken assertion, the other numbers of that run
+            lines.append(f"Last metrics: {show_all(self.last_metrics)}")
         if self.is_problem:
             lines.append(f"Down since: {_when(self.flip.at)}")
         if c.tags:
@@ -173,6 +177,7 @@ class Event:
             },
             "down_since": iso(self.down_since),
             "last_body_tail": self.output_tail(1000),
+            "last_metrics": dict(self.last_metrics),
         }
 
 

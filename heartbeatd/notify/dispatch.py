@@ -233,6 +233,7 @@ class Dispatcher:
             down_since=item.down_since,
             last_body=item.last_body,
             exit_status=item.exit_status,
+            last_metrics=item.last_metrics,
             now=self._clock.now(),
             heartbeatd_down=self.heartbeatd_down,
         )
