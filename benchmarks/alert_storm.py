@@ -17,37 +17,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
-from harness import Sink, config_with_webhook, free_port, heartbeatd, percentile, process, seed
+from harness import (
+    Sink,
+    config_with_webhook,
+    free_port,
+    heartbeatd,
+    percentile,
+    ping_steadily,
+    process,
+    seed,
+)
 
 PERIOD, GRACE = 60.0, 5.0
 PINGED_CHECKS = 100
-
-
-async def ping_steadily(
-    port: int, uuids: list[str], rate: int, until: float
-) -> list[tuple[float, float]]:
-    """(sent at, latency ms) for a ping every 1/rate s, each on its own schedule."""
-    results: list[tuple[float, float]] = []
-    async with aiohttp.ClientSession() as session:
-
-        async def one(uuid: str) -> None:
-            sent = time.time()
-            started = time.perf_counter()
-            async with session.get(f"http://127.0.0.1:{port}/ping/{uuid}") as response:
-                await response.read()
-            results.append((sent, (time.perf_counter() - started) * 1000))
-
-        tasks = []
-        i = 0
-        next_at = time.monotonic()
-        while time.time() < until:
-            tasks.append(asyncio.create_task(one(uuids[i % len(uuids)])))
-            i += 1
-            next_at += 1 / rate
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-        await asyncio.gather(*tasks)
-    return results
 
 
 def main() -> None:

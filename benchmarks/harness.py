@@ -1,4 +1,5 @@
-"""What both benchmarks share: seeding a database, running the real daemon, reading /proc."""
+"""What the benchmarks share: seeding a database, running the real daemon, pinging it steadily,
+reading /proc."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import aiohttp
 
 from heartbeatd.store import ByUuid, CheckDefinition, PingIn, Store
 
@@ -161,3 +164,29 @@ def config_with_webhook(work: Path, sink: Sink) -> Path:
         f'url = "http://127.0.0.1:{sink.port}/hook"\n'
     )
     return path
+
+
+async def ping_steadily(
+    port: int, uuids: list[str], rate: int, until: float
+) -> list[tuple[float, float]]:
+    """(sent at, latency ms) for a ping every 1/rate s, each on its own schedule."""
+    results: list[tuple[float, float]] = []
+    async with aiohttp.ClientSession() as session:
+
+        async def one(uuid: str) -> None:
+            sent = time.time()
+            started = time.perf_counter()
+            async with session.get(f"http://127.0.0.1:{port}/ping/{uuid}") as response:
+                await response.read()
+            results.append((sent, (time.perf_counter() - started) * 1000))
+
+        tasks = []
+        i = 0
+        next_at = time.monotonic()
+        while time.time() < until:
+            tasks.append(asyncio.create_task(one(uuids[i % len(uuids)])))
+            i += 1
+            next_at += 1 / rate
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        await asyncio.gather(*tasks)
+    return results

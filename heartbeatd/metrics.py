@@ -8,9 +8,10 @@ a check's ping URL, and /metrics is public unless `metrics_key` is set.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from aiohttp import web
 
@@ -21,6 +22,7 @@ routes = web.RouteTableDef()
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PING_KINDS = ("success", "start", "fail", "log")
+STATUSES = tuple(Status)
 RESULTS = ("sent", "failed")
 
 
@@ -52,59 +54,75 @@ class Exposition:
     def family(self, name: str, kind: str, help_text: str) -> None:
         self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
 
-    def sample(self, name: str, value: float, labels: Mapping[str, str] | None = None) -> None:
-        if labels:
-            pairs = ",".join(f'{key}="{escape(text)}"' for key, text in labels.items())
-            name = f"{name}{{{pairs}}}"
-        self.lines.append(f"{name} {number(value)}")
+    def sample(self, name: str, value: float, labels: str = "") -> None:
+        """`labels` as label_text() wrote them: a check's are escaped once, not per sample."""
+        series = f"{name}{{{labels}}}" if labels else name
+        self.lines.append(f"{series} {number(value)}")
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
 
 
-def check_labels(check: Check) -> dict[str, str]:
-    return {"name": check.name, "slug": check.slug, "tags": check.tags}
+def label_text(labels: Mapping[str, str]) -> str:
+    return ",".join(f'{key}="{escape(text)}"' for key, text in labels.items())
 
 
-def render_checks(out: Exposition, checks: Iterable[Check], now: float) -> None:
+def check_labels(check: Check) -> str:
+    return label_text({"name": check.name, "slug": check.slug, "tags": check.tags})
+
+
+def render_all_checks(
+    checks: Sequence[Check], last: Mapping[int, Mapping[str, float]], now: float
+) -> list[str]:
+    """Every per-check family: 100,000 lines for 10,000 checks, about 0.2 s of CPU. Run in a
+    thread so the scrape is not one 0.2 s stall of every ping (the checks are a snapshot)."""
+    labelled = [(check, check_labels(check)) for check in checks]
+    out = Exposition()
+    render_checks(out, labelled, now)
+    render_check_metrics(out, labelled, last)
+    return out.lines
+
+
+def render_checks(out: Exposition, labelled: Iterable[tuple[Check, str]], now: float) -> None:
     """Per-check families and the totals by status, each status read as a person would see it
     now (model.status_at): a check past its deadline is down here before the wheel fires."""
-    seen = [(check, status_at(check, now)) for check in checks]
+    seen = [(check, status_at(check, now), labels) for check, labels in labelled]
     out.family(
         "heartbeatd_check_status",
         "gauge",
         "1 for the status each check is in now, 0 for the others (grace is shown as late).",
     )
-    for check, status in seen:
-        for candidate in Status:
-            labels = {**check_labels(check), "status": candidate.value}
-            out.sample("heartbeatd_check_status", int(candidate == status), labels)
+    for _, status, labels in seen:
+        for candidate in STATUSES:
+            shown = f'{labels},status="{candidate.value}"'
+            out.sample("heartbeatd_check_status", int(candidate is status), shown)
     out.family(
         "heartbeatd_check_last_ping_age_seconds",
         "gauge",
         "Seconds since the check's last success or failure ping; absent before the first.",
     )
-    for check, _ in seen:
+    for check, _, labels in seen:
         if check.last_ping is not None:
             age = max(now - check.last_ping, 0.0)
-            out.sample("heartbeatd_check_last_ping_age_seconds", age, check_labels(check))
+            out.sample("heartbeatd_check_last_ping_age_seconds", age, labels)
     out.family(
         "heartbeatd_check_last_duration_seconds",
         "gauge",
         "How long the check's last finished run took; absent when no run was timed.",
     )
-    for check, _ in seen:
+    for check, _, labels in seen:
         if check.last_duration is not None:
-            labels = check_labels(check)
             out.sample("heartbeatd_check_last_duration_seconds", check.last_duration, labels)
-    totals = Counter(status for _, status in seen)
+    totals = Counter(status for _, status, _ in seen)
     out.family("heartbeatd_checks", "gauge", "Checks by their status now.")
     for candidate in Status:
-        out.sample("heartbeatd_checks", totals[candidate], {"status": candidate.value})
+        out.sample("heartbeatd_checks", totals[candidate], f'status="{candidate.value}"')
 
 
 def render_check_metrics(
-    out: Exposition, checks: Iterable[Check], last: Mapping[int, Mapping[str, float]]
+    out: Exposition,
+    labelled: Iterable[tuple[Check, str]],
+    last: Mapping[int, Mapping[str, float]],
 ) -> None:
     """The numbers jobs report in their pings (`?bytes=5.2e9`), the latest of each, so a
     dashboard can graph them and an alert rule can watch them beside heartbeatd's own."""
@@ -113,10 +131,12 @@ def render_check_metrics(
         "gauge",
         "The last value of each metric a check's pings carried (?bytes=5.2e9), by metric.",
     )
-    for check in checks:
-        for metric, reported in sorted(last.get(check.id, {}).items()):
-            labels = {**check_labels(check), "metric": metric}
-            out.sample("heartbeatd_check_metric", reported, labels)
+    for check, labels in labelled:
+        reported = last.get(check.id)
+        if reported:
+            for metric, value in sorted(reported.items()):
+                shown = f'{labels},metric="{escape(metric)}"'
+                out.sample("heartbeatd_check_metric", value, shown)
 
 
 def render_daemon(
@@ -132,14 +152,14 @@ def render_daemon(
         "Pings recorded since the daemon started, by the kind their URL gave.",
     )
     for kind in sorted({*PING_KINDS, *stats.pings}):
-        out.sample("heartbeatd_pings_received_total", stats.pings[kind], {"kind": kind})
+        out.sample("heartbeatd_pings_received_total", stats.pings[kind], f'kind="{kind}"')
     out.family(
         "heartbeatd_notifications_total",
         "counter",
         "Notification delivery attempts since the daemon started, by result.",
     )
     for result in RESULTS:
-        out.sample("heartbeatd_notifications_total", attempts.get(result, 0), {"result": result})
+        out.sample("heartbeatd_notifications_total", attempts.get(result, 0), f'result="{result}"')
     out.family("heartbeatd_outbox_depth", "gauge", "Notifications waiting to be delivered.")
     out.sample("heartbeatd_outbox_depth", outbox_depth)
     out.family("heartbeatd_wheel_size", "gauge", "Checks the timer wheel is watching.")
@@ -174,8 +194,8 @@ async def metrics(request: web.Request) -> web.Response:
     checks = await app[STORE].list_checks()
     depth = await app[STORE].outbox_depth()
     last = await app[STORE].last_metrics()
-    out = Exposition()
-    render_checks(out, checks, app[CLOCK].now())
-    render_check_metrics(out, checks, last)
+    lines = await asyncio.to_thread(render_all_checks, checks, last, app[CLOCK].now())
+    out = Exposition()  # the daemon's counters are read here, in the loop that changes them
+    out.lines = lines
     render_daemon(out, app[STATS], app[DISPATCHER].attempts, depth, len(app[MONITOR]))
     return web.Response(body=out.text().encode(), headers={"Content-Type": CONTENT_TYPE})
