@@ -16,6 +16,7 @@ IPv6 sources are keyed by their /64, which one host usually holds whole.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import math
 
@@ -82,7 +83,14 @@ MISS_LIMITER = web.AppKey("miss_limiter", MissLimiter)
 def source_of(request: web.Request) -> str:
     """The rate-limit key for a request: its client address, an IPv6 one cut to its /64."""
     trusted = request.app[CONFIG].trusted_proxies
-    address = client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted)
+    return bucket_key(
+        client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted)
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def bucket_key(address: str) -> str:
+    """Parsing the address costs more than the rest of the limiter: a pinger's is cached."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
