@@ -609,9 +609,9 @@ class Store:
 
     async def due_notifications(
         self, now: float, room: Mapping[str, tuple[int, Collection[int]]]
-    ) -> tuple[list[OutboxItem], float | None]:
-        """Notifications to start now, with what their messages need, and when the earliest
-        pending one is due (None: nothing pending).
+    ) -> tuple[list[OutboxItem], float | None, int]:
+        """Notifications to start now, with what their messages need, when the earliest
+        pending one is due (None: nothing pending), and the newest row's id (see shift_pending).
 
         `room` maps each configured notifier to how many more deliveries it may start and the
         rows it already has in flight: each notifier's queue is read on its own, so a target
@@ -621,7 +621,7 @@ class Store:
         writer batches are ordered, so this sees every outcome recorded before it.
         """
 
-        def read(conn: sqlite3.Connection) -> tuple[list[OutboxItem], float | None]:
+        def read(conn: sqlite3.Connection) -> tuple[list[OutboxItem], float | None, int]:
             known = list(room)
             conn.execute(
                 "UPDATE outbox SET state = 'failed', attempts = attempts + 1, "
@@ -637,9 +637,24 @@ class Store:
                 rows = conn.execute(sql, (now, notifier, *busy, limit))
                 due += [_outbox_item(row) for row in rows]
             (next_at,) = conn.execute(NEXT_PENDING).fetchone()
-            return due, next_at
+            (newest,) = conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()
+            return due, next_at, newest
 
         return await self._writer.run(read, background=True)  # a read: the ping cache stays
+
+    async def shift_pending(self, step: float, up_to_id: int) -> int:
+        """Move pending rows up to `up_to_id` by a wall-clock step of `step` seconds; returns
+        how many. Their times are wall-clock, so without this a step back an hour would hold a
+        retry for an hour, and a step forward would end its retry_for an hour early. Rows
+        written after the step are already in the new time, hence the id bound."""
+        cursor = await self._writer.run(
+            lambda conn: conn.execute(
+                "UPDATE outbox SET next_attempt = next_attempt + ?, created = created + ? "
+                "WHERE state = 'pending' AND id <= ?",
+                (step, step, up_to_id),
+            )
+        )
+        return int(cursor.rowcount)
 
     async def notification_sent(self, item_id: int, now: float) -> None:
         await self._writer.run(  # outbox only: the ping cache stays valid

@@ -94,6 +94,23 @@ async def test_it_retries_a_5xx_with_backoff_until_delivered(start_daemon, sink)
     await eventually(lambda: _sent(daemon))
 
 
+@pytest.mark.parametrize("step", [-3600.0, 3600.0])
+async def test_a_wall_clock_step_moves_pending_retries_with_it(
+    start_daemon, sink, step: float
+) -> None:
+    recorder, url = sink
+    recorder.statuses = [500, 500]
+    daemon = await start_daemon(webhook_config(url, 'retry_for = "1m"'))
+    await go_down(daemon)
+    await eventually(lambda: _attempts(daemon, 1))
+    daemon.clock.jump_wall(step)  # a step back would hold the retry an hour; forward, end it
+    daemon.clock.advance(6)  # the first retry, 5 s ± 20 % after the failure
+    await eventually(lambda: len(recorder.received) == 2)
+    daemon.clock.advance(12)  # the second, still within retry_for of when the alert was written
+    await eventually(lambda: len(recorder.received) == 3)
+    await eventually(lambda: _sent(daemon))
+
+
 async def _attempts(daemon: Daemon, n: int) -> bool:
     return (await outbox_states(daemon))[0][2] == n
 

@@ -29,6 +29,7 @@ PER_NOTIFIER = 8  # deliveries at once per notifier
 PREFETCH = 64  # due rows read ahead per notifier, so a storm does not re-read per delivery
 REFILL_BELOW = 16  # read more for a notifier once fewer than this of its rows are held
 DEFAULT_POLICY = NotifierSpec(name="", type="")
+WALL_STEP = 2.0  # a change of wall - monotonic beyond this is a clock step, not NTP slewing
 
 
 def retry_delay(attempts: int, rng: random.Random) -> float:
@@ -58,6 +59,8 @@ class Dispatcher:
         self._rng = random.Random()
         self.attempts: Counter[str] = Counter()  # "sent"/"failed" deliveries since start: /metrics
         self._task: asyncio.Task[None] | None = None
+        self._wall_offset = clock.now() - clock.monotonic()  # to notice wall-clock steps
+        self._newest_row = 0  # the newest outbox row at the last pass: written before any step
         self._retiring: set[asyncio.Task[None]] = set()  # old notifiers waiting to be closed
         self.heartbeatd_down: tuple[float, float] | None = None  # told in alerts it explains
 
@@ -133,7 +136,10 @@ class Dispatcher:
             name: (PREFETCH - len(ids) if len(ids) < REFILL_BELOW else 0, ids)
             for name, ids in busy.items()
         }
-        due, next_at = await self._store.due_notifications(self._clock.now(), room)
+        await self._follow_wall_steps()
+        due, next_at, self._newest_row = await self._store.due_notifications(
+            self._clock.now(), room
+        )
         for item in due:
             notifier, limit = self._notifiers[item.notifier], self._limits[item.notifier]
             task = asyncio.create_task(self._deliver(notifier, limit, item))
@@ -143,6 +149,16 @@ class Dispatcher:
         delay = next_at - self._clock.now()
         # A due row still in flight wakes us when it finishes; do not spin on it meanwhile.
         return delay if delay > 0 else 1.0
+
+    async def _follow_wall_steps(self) -> None:
+        """Keep pending retries and reminders as far ahead as they were when the wall clock
+        steps (NTP at boot, a clock set by hand): the outbox is timed in wall-clock seconds."""
+        offset = self._clock.now() - self._clock.monotonic()
+        step, self._wall_offset = offset - self._wall_offset, offset
+        if abs(step) > WALL_STEP:
+            moved = await self._store.shift_pending(step, self._newest_row)
+            log.warning("the wall clock stepped by %+.0fs; %d pending notifications moved with it",
+                        step, moved)  # fmt: skip
 
     async def _deliver(
         self, notifier: Notifier, limit: asyncio.Semaphore, item: OutboxItem
