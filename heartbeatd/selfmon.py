@@ -73,10 +73,12 @@ class SelfMonitor:
         at_once: bool = False,
     ) -> asyncio.Task[None]:
         async def loop() -> None:
+            due = self._clock.monotonic()  # a steady cadence: an action's own time is not added
             if at_once:
                 await action()
             while not self._stop.is_set():
-                await self._clock.sleep(seconds, self._stop)
+                due = max(due + seconds, self._clock.monotonic())  # after a stall: no burst
+                await self._clock.sleep(due - self._clock.monotonic(), self._stop)
                 if not self._stop.is_set():
                     await action()
 
