@@ -28,6 +28,7 @@ from heartbeatd.notify.pushover import PushoverNotifier
 from heartbeatd.notify.telegram import TelegramNotifier, render
 from tests.conftest import Daemon, eventually
 from tests.notify_helpers import OUTPUT, T0, UUID, Service, make_event, notifiers, serve
+from tests.test_notify_push import VALID as PUSH_VALID
 
 # Apprise's email plugin imports imghdr, deprecated since Python 3.11: its business, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
@@ -586,6 +587,7 @@ VALID: dict[type, dict[str, object]] = {
         "room_id": ROOM,
     },
     AppriseNotifier: {"urls": ["json://127.0.0.1/x"]},
+    **PUSH_VALID,
 }
 
 
@@ -595,14 +597,14 @@ VALID: dict[type, dict[str, object]] = {
 def test_a_missing_required_option_is_named(kind: type, key: str) -> None:
     options = {k: v for k, v in VALID[kind].items() if k != key}
     with pytest.raises(OptionError) as failure:
-        kind("chat", options)
+        kind("notifier", options)
     assert failure.value.key == key and "required" in failure.value.message
 
 
 @pytest.mark.parametrize("kind", list(VALID))
 def test_an_unknown_option_is_named(kind: type) -> None:
     with pytest.raises(OptionError) as failure:
-        kind("chat", {**VALID[kind], "tokn": "x"})
+        kind("notifier", {**VALID[kind], "tokn": "x"})
     assert failure.value.key == "tokn" and "unknown option" in failure.value.message
 
 

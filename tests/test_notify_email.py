@@ -20,32 +20,14 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from heartbeatd.config import ConfigError
-from heartbeatd.model import Flip
-from heartbeatd.notify import Event, NotifyError
+from heartbeatd.notify import NotifyError
 from heartbeatd.notify.email import EmailNotifier
 from heartbeatd.notify.options import OptionError
 from tests.conftest import Daemon, eventually
-from tests.test_model import make_check
+from tests.notify_helpers import T0, UUID, make_event
 
-T0 = 1_800_000_000.0
-UUID = "5f0c6a7e-1d2b-4c3d-9e8f-0a1b2c3d4e5f"
 USER = "alerts"
 PASSWORD = "correct-horse-battery-staple"
-
-
-def make_event(kind: str = "down", outbox_id: int = 11, **check: Any) -> Event:
-    check.setdefault("uuid", UUID)
-    flip = Flip(at=T0, old="up", new="down", reason="timeout", detail="missed ping")
-    return Event(
-        kind=kind,
-        check=make_check(status="down", last_ping=T0 - 70, **check),
-        flip=flip,
-        site_url="http://hb.test",
-        flip_id=7,
-        outbox_id=outbox_id,
-        last_body=b"pg_dump: error: connection refused\n",
-        now=T0 + 60,
-    )
 
 
 @dataclass

@@ -15,33 +15,14 @@ from typing import Any
 import pytest
 
 from heartbeatd.config import ConfigError
-from heartbeatd.model import Flip
-from heartbeatd.notify import Event, NotifyError
+from heartbeatd.notify import NotifyError
 from heartbeatd.notify.options import OptionError
 from heartbeatd.notify.shell import ShellNotifier
 from tests.conftest import Daemon, eventually
-from tests.test_model import make_check
+from tests.notify_helpers import OUTPUT, UUID, make_event
 
-T0 = 1_800_000_000.0
-UUID = "5f0c6a7e-1d2b-4c3d-9e8f-0a1b2c3d4e5f"
 PYTHON = sys.executable
 DUMP_ENV = "import json, os, sys; open(sys.argv[1], 'w').write(json.dumps(dict(os.environ)))"
-
-
-def make_event(kind: str = "down", body: bytes = b"pg_dump: error\n", **check: Any) -> Event:
-    check.setdefault("uuid", UUID)
-    check.setdefault("tags", "prod db")
-    flip = Flip(at=T0, old="up", new="down", reason="timeout", detail="missed ping")
-    return Event(
-        kind=kind,
-        check=make_check(status="down", last_ping=T0 - 70, **check),
-        flip=flip,
-        site_url="http://hb.test",
-        flip_id=7,
-        outbox_id=11,
-        last_body=body,
-        now=T0 + 60,
-    )
 
 
 def dumped(path: Path) -> dict[str, str]:
@@ -51,7 +32,8 @@ def dumped(path: Path) -> dict[str, str]:
 async def test_the_command_gets_the_event_in_its_environment(tmp_path: Path) -> None:
     out = tmp_path / "env.json"
     notifier = ShellNotifier("sh", {"command": [PYTHON, "-c", DUMP_ENV, str(out)]})
-    await notifier.send(make_event(name="nightly backup", slug="nightly-backup"))
+    event = make_event(name="nightly backup", slug="nightly-backup", tags="prod db")
+    await notifier.send(event)
     env = dumped(out)
     assert {k: v for k, v in env.items() if k.startswith("HB_")} == {
         "HB_EVENT": "down",
@@ -65,7 +47,7 @@ async def test_the_command_gets_the_event_in_its_environment(tmp_path: Path) -> 
         "HB_DETAIL": "missed ping",
         "HB_URL": f"http://hb.test/checks/{UUID}",
         "HB_PING_URL": f"http://hb.test/ping/{UUID}",
-        "HB_BODY": "pg_dump: error\n",
+        "HB_BODY": OUTPUT.decode(),
         "HB_TIME": "2027-01-15T08:00:00+00:00",
     }
     assert env["PATH"] == os.environ["PATH"]  # heartbeatd's environment is kept
