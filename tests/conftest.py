@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from click.testing import CliRunner, Result
 
 from heartbeatd.app import create_app
 from heartbeatd.clock import ManualClock
@@ -112,3 +113,23 @@ async def _truthy(value: Any) -> bool:
     import inspect
 
     return bool(await value) if inspect.isawaitable(value) else bool(value)
+
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def hb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
+    """`heartbeatd ARGS...` as a user runs it, in tmp_path: on tmp_path/heartbeatd.db, the file
+    start_daemon's daemon uses too, with no HEARTBEATD_* settings leaking in from outside."""
+    from heartbeatd.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("HEARTBEATD_DB", "HEARTBEATD_CONFIG", "HEARTBEATD_LISTEN"):
+        monkeypatch.delenv(name, raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(cli, list(args), catch_exceptions=False)
+
+    return invoke

@@ -6,30 +6,13 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from heartbeatd.cli import cli
 from heartbeatd.migrations import MIGRATIONS
-
-Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def hb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    """The CLI on tmp_path/heartbeatd.db, the file start_daemon's daemon uses too."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("HEARTBEATD_DB", "HEARTBEATD_CONFIG", "HEARTBEATD_LISTEN"):
-        monkeypatch.delenv(name, raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(cli, list(args), catch_exceptions=False)
-
-    return invoke
+from tests.conftest import Invoke
 
 
 def test_apikey_create_prints_the_key_once_and_list_never_shows_it(hb: Invoke) -> None:

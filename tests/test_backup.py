@@ -11,25 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
 from heartbeatd.backup import BackupError, backup, in_use, restore
-from heartbeatd.cli import cli
 from heartbeatd.migrations import MIGRATIONS
 from heartbeatd.web_keys import CONFIG
 from tests.conftest import Daemon
-
-
-@pytest.fixture
-def hb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.chdir(tmp_path)
-    for name in ("HEARTBEATD_DB", "HEARTBEATD_CONFIG", "HEARTBEATD_LISTEN"):
-        monkeypatch.delenv(name, raising=False)
-
-    def invoke(*args: str) -> Result:
-        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 def read(path: Path, sql: str) -> list[tuple[Any, ...]]:

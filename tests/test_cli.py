@@ -11,23 +11,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from heartbeatd.cli import cli
 from heartbeatd.store import ByUuid, PingIn, Store
-
-
-@pytest.fixture
-def hb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.chdir(tmp_path)
-    for name in ("HEARTBEATD_DB", "HEARTBEATD_CONFIG", "HEARTBEATD_LISTEN"):
-        monkeypatch.delenv(name, raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(cli, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 def test_check_add_prints_the_ping_url_and_a_crontab_line(hb) -> None:
