@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from heartbeatd.model import Flip
-from heartbeatd.notify import Event
+from heartbeatd.notify import Event, NotifyError
 from tests.test_model import make_check
 
 T0 = 1_800_000_000.0
@@ -95,3 +96,16 @@ async def serve(aiohttp_server: Any, service: Service, routes: list[web.RouteDef
     server = await aiohttp_server(app)
     service.url = str(server.make_url("")).rstrip("/")
     return service
+
+
+async def refused_once_then_delivered(notifier: Any, service: Service, status: int) -> NotifyError:
+    """`service` answers `status` once: the notifier must raise an error the dispatcher retries,
+    then deliver on the next try. Returns the error, for what a test checks of its text."""
+    service.fail = [status]
+    with pytest.raises(NotifyError) as failure:
+        await notifier.send(make_event())
+    assert not failure.value.permanent
+    await notifier.send(make_event())
+    assert len(service.accepted) == 1
+    error = failure.value  # copied: its traceback holds the refused connection open
+    return NotifyError(str(error), error.permanent, error.retry_after)

@@ -27,7 +27,16 @@ from heartbeatd.notify.options import OptionError
 from heartbeatd.notify.pushover import PushoverNotifier
 from heartbeatd.notify.telegram import TelegramNotifier, render
 from tests.conftest import Daemon, eventually
-from tests.notify_helpers import OUTPUT, T0, UUID, Service, make_event, notifiers, serve
+from tests.notify_helpers import (
+    OUTPUT,
+    T0,
+    UUID,
+    Service,
+    make_event,
+    notifiers,
+    refused_once_then_delivered,
+    serve,
+)
 from tests.test_notify_push import VALID as PUSH_VALID
 
 # Apprise's email plugin imports imghdr, deprecated since Python 3.11: its business, not ours.
@@ -236,17 +245,12 @@ async def test_telegram_bad_token_fails_for_good_without_showing_the_token(
 async def test_telegram_server_errors_and_flood_limits_are_retried(
     build: Any, telegram: TelegramApi, status: int
 ) -> None:
-    telegram.fail = [status]
     notifier = build(TelegramNotifier, **telegram_options(telegram))
-    with pytest.raises(NotifyError) as failure:
-        await notifier.send(make_event())
-    assert not failure.value.permanent
-    assert BOT_TOKEN not in str(failure.value)
+    error = await refused_once_then_delivered(notifier, telegram, status)
+    assert BOT_TOKEN not in str(error)
     if status == 429:
-        assert "retry after 7" in str(failure.value)
-        assert failure.value.retry_after == 7  # the dispatcher waits at least that long
-    await notifier.send(make_event())  # the retry gets through
-    assert len(telegram.accepted) == 1
+        assert "retry after 7" in str(error)
+        assert error.retry_after == 7  # the dispatcher waits at least that long
 
 
 # --- Pushover -------------------------------------------------------------------------------
@@ -345,13 +349,8 @@ async def test_pushover_bad_token_fails_for_good_with_pushovers_reason(
 
 
 async def test_pushover_server_errors_are_retried(build: Any, pushover: PushoverApi) -> None:
-    pushover.fail = [503]
     notifier = build(PushoverNotifier, **pushover_options(pushover))
-    with pytest.raises(NotifyError) as failure:
-        await notifier.send(make_event())
-    assert not failure.value.permanent
-    await notifier.send(make_event())
-    assert len(pushover.accepted) == 1
+    await refused_once_then_delivered(notifier, pushover, 503)
 
 
 # --- Matrix ---------------------------------------------------------------------------------
@@ -463,13 +462,8 @@ async def test_matrix_room_it_cannot_post_in_fails_for_good(
 
 
 async def test_matrix_server_errors_are_retried(build: Any, homeserver: Homeserver) -> None:
-    homeserver.fail = [502]
     notifier = build(MatrixNotifier, **matrix_options(homeserver))
-    with pytest.raises(NotifyError) as failure:
-        await notifier.send(make_event())
-    assert not failure.value.permanent
-    await notifier.send(make_event())
-    assert len(homeserver.accepted) == 1
+    await refused_once_then_delivered(notifier, homeserver, 502)
 
 
 # --- Apprise --------------------------------------------------------------------------------

@@ -29,7 +29,15 @@ from heartbeatd.notify.ntfy import message as ntfy_message
 from heartbeatd.notify.options import OptionError
 from heartbeatd.notify.slack import SlackNotifier, payload
 from tests.conftest import Daemon, eventually
-from tests.notify_helpers import OUTPUT, UUID, Service, make_event, notifiers, serve
+from tests.notify_helpers import (
+    OUTPUT,
+    UUID,
+    Service,
+    make_event,
+    notifiers,
+    refused_once_then_delivered,
+    serve,
+)
 
 NTFY_TOKEN = "tk_AgQdq7mVBoFD37zQVN29RhuMzNIz2"
 NTFY_TOPIC = "backups_7f3a"
@@ -169,15 +177,10 @@ async def test_ntfy_refused_credentials_fail_for_good_without_showing_them(
 async def test_ntfy_limits_and_server_errors_are_retried(
     build: Any, ntfy: NtfyServer, status: int
 ) -> None:
-    ntfy.fail = [status]
     notifier = build(NtfyNotifier, **ntfy_options(ntfy))
-    with pytest.raises(NotifyError) as failure:
-        await notifier.send(make_event())
-    assert not failure.value.permanent
+    error = await refused_once_then_delivered(notifier, ntfy, status)
     if status == 429:
-        assert str(failure.value).endswith("limit reached: too many requests")
-    await notifier.send(make_event())
-    assert len(ntfy.accepted) == 1
+        assert str(error).endswith("limit reached: too many requests")
 
 
 # --- Gotify ---------------------------------------------------------------------------------
@@ -252,13 +255,8 @@ async def test_gotify_bad_token_fails_for_good_without_showing_it(
 
 
 async def test_gotify_server_errors_are_retried(build: Any, gotify: GotifyServer) -> None:
-    gotify.fail = [502]
     notifier = build(GotifyNotifier, **gotify_options(gotify))
-    with pytest.raises(NotifyError) as failure:
-        await notifier.send(make_event())
-    assert not failure.value.permanent
-    await notifier.send(make_event())
-    assert len(gotify.accepted) == 1
+    await refused_once_then_delivered(notifier, gotify, 502)
 
 
 # --- Discord --------------------------------------------------------------------------------
@@ -548,13 +546,8 @@ async def test_slack_wrong_webhook_secret_fails_for_good_without_showing_it(
 async def test_slack_limits_and_server_errors_are_retried(
     build: Any, slack: SlackWebhook, status: int
 ) -> None:
-    slack.fail = [status]
     notifier = build(SlackNotifier, **slack_options(slack))
-    with pytest.raises(NotifyError) as failure:
-        await notifier.send(make_event())
-    assert not failure.value.permanent
-    await notifier.send(make_event())
-    assert len(slack.accepted) == 1
+    await refused_once_then_delivered(notifier, slack, status)
 
 
 # --- All four -------------------------------------------------------------------------------
