@@ -3,6 +3,7 @@ implicit TLS, refusals, and a check going down in the running daemon."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import shutil
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from heartbeatd.config import ConfigError
 from heartbeatd.notify import NotifyError
@@ -70,6 +71,31 @@ def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult
     return AuthResult(success=ok, handled=False, auth_data=auth_data.login if ok else None)
 
 
+class TidyController(Controller):
+    """A Controller that closes the sessions still open when it stops. Controller.stop() leaves
+    them to the garbage collector, whose "unclosed transport" warning would then fail whichever
+    later test happens to be running when it collects them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sessions: list[SMTP] = []
+
+    def factory(self) -> SMTP:
+        session = super().factory()
+        self.sessions.append(session)
+        return session
+
+    def stop(self, no_assert: bool = False) -> None:
+        asyncio.run_coroutine_threadsafe(self._close_sessions(), self.loop).result(timeout=5)
+        super().stop(no_assert)
+
+    async def _close_sessions(self) -> None:
+        for session in self.sessions:
+            if session.transport is not None:
+                session.transport.abort()
+        await asyncio.sleep(0)  # the sockets close in the callbacks abort() scheduled
+
+
 @dataclass
 class Server:
     mailbox: Mailbox
@@ -86,7 +112,7 @@ def smtp_server(unused_tcp_port_factory: Callable[[], int]) -> Iterator[Callable
         options.setdefault("auth_require_tls", False)
         mailbox = Mailbox()
         port = unused_tcp_port_factory()
-        controller = Controller(
+        controller = TidyController(
             mailbox, hostname="127.0.0.1", port=port, server_hostname="mail.test", **options
         )
         controller.start()
