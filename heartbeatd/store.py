@@ -715,8 +715,8 @@ class Store:
 
     async def recent_runs(self, limit: int = 30) -> dict[int, str]:
         """Each check's last `limit` finished runs, oldest first, one digit per run ('0'
-        success, '1' fail): the dashboard's strip. One query, answered from the pings_runs
-        index alone."""
+        success, '1' fail): the dashboard's strip. One query, answered from the pings index
+        alone (its last column is `kind`)."""
         sql = (
             "SELECT c.id, (SELECT group_concat(k, '') FROM (SELECT p.kind = 'fail' AS k "
             "FROM pings p WHERE p.check_id = c.id AND p.kind IN ('success', 'fail') "
