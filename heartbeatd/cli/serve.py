@@ -72,6 +72,7 @@ async def _serve(app: web.Application, config: Config, reread: Callable[[], Conf
         reloads: set[asyncio.Task[None]] = set()
         loop.add_signal_handler(signal.SIGHUP, _start_reload, reloader, systemd, reloads)
         systemd.ready(await _status(app))
+        _spare_the_garbage_collector()
         watchdog = systemd.start_watchdog()
         await stop.wait()
         systemd.stopping()
@@ -82,6 +83,26 @@ async def _serve(app: web.Application, config: Config, reread: Callable[[], Conf
     finally:
         await runner.cleanup()
         systemd.close()
+
+
+# Container allocations between young-generation collections (CPython's default: 700).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def _spare_the_garbage_collector() -> None:
+    """Keep the cyclic garbage collector from walking what lives as long as the daemon.
+
+    Under load, objects of the requests in flight survive young collections and are promoted,
+    so full collections come often, and each walks every object the process holds (modules,
+    templates, the check cache). Objects made at start-up are frozen out of collections, and
+    young collections run every 20,000 allocations instead of 700: finished requests are mostly
+    freed by reference counting before then. Measured (1,000 checks, 500 connections, CPU per
+    ping, 4 alternating runs): median 265 us as CPython ships, 210 us so.
+    """
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
 
 
 def _start_reload(reloader: Reloader, systemd: Systemd, running: set[asyncio.Task[None]]) -> None:
