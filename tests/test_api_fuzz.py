@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -33,6 +34,9 @@ from heartbeatd.api_openapi import OPENAPI
 from heartbeatd.api_schema import FIELDS
 
 MAX_EXAMPLES = 40
+# aiohttp answers a longer request line itself, before any route: 400 in text/plain. Such a
+# request never reaches the API, so its answer is not the API description's to promise.
+MAX_REQUEST_LINE = 8190
 schema = schemathesis.openapi.from_dict(OPENAPI)
 CHECKS = [
     not_a_server_error,
@@ -106,7 +110,14 @@ def test_no_generated_request_gets_a_500_or_breaks_the_description(
     code = case.path_parameters.get("code") if case.path_parameters else None
     if code is not None and case.method != "DELETE" and len(str(code)) % 2 == 0:
         case.path_parameters["code"] = check_uuid
+    assume(len(request_target(case, base)) < MAX_REQUEST_LINE - len("DELETE  HTTP/1.1"))
     case.call_and_validate(base_url=base, headers={"X-Api-Key": key}, checks=CHECKS)
+
+
+def request_target(case: schemathesis.Case, base: str) -> str:
+    """The path and query string `case` sends, as encoded on the request line."""
+    sent = case.as_transport_kwargs(base_url=base)
+    return requests.Request(case.method, sent["url"], params=sent.get("params")).prepare().path_url
 
 
 # Any JSON at all, with any text, under the field names the API reads. Built from characters
