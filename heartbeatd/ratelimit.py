@@ -4,10 +4,12 @@ A token bucket per client address (the one ping.client_address believes, so X-Fo
 counts only from trusted proxies), charged only when the answer is 404. A source that has
 spent its bucket gets 429 for everything until it refills, without its request being looked
 up: a flood of guesses costs the database nothing, so it does not queue other clients' pings
-behind it. Each refused request still costs its HTTP parsing (about 0.2 ms of CPU), so a
-refusal is answered only once the source's next token is due: a flood waits for its answers
-before sending more, so its rate falls to its connections / that wait (32 connections: ~2,000
-guesses/s fell to ~690/s; tests/test_hostile.py). Closing the connection instead cost us more
+behind it. Each refused request still costs its HTTP parsing (about 0.2 ms of CPU), so
+refusals are held and answered one at a time, REFUSAL_RATE a second per source: a flood waits
+for its answers before sending more, so its rate falls to REFUSAL_RATE whatever its number of
+connections, and its requests come one by one rather than all at once. (Holding each refusal
+until the source's next token let 32 connections wake together: 32 parses in one turn of the
+loop, ~9 ms that other clients' pings waited.) Closing the connection instead cost us more
 (the flood reconnects; the accept and handshake are ours to pay too).
 Correct pings never spend tokens: a job that pings real URLs is never limited, however often.
 IPv6 sources are keyed by their /64, which one host usually holds whole.
@@ -30,6 +32,8 @@ from heartbeatd.web_keys import CLOCK, CONFIG
 MISS_RATE = 20.0  # 404s per second a source may keep up
 MISS_BURST = 100.0  # 404s a source may send at once
 MAX_SOURCES = 10_000  # buckets kept; full ones are dropped first
+REFUSAL_RATE = 100.0  # 429s per second answered to one source
+MAX_HOLD = 5.0  # longest a refusal is held, however many connections a source has
 
 
 class MissLimiter:
@@ -42,6 +46,7 @@ class MissLimiter:
         self.burst = burst
         self.max_sources = max_sources
         self._buckets: dict[str, tuple[float, float]] = {}  # source -> (tokens, when)
+        self._next_refusal: dict[str, float] = {}  # source -> when its next 429 may go out
 
     def __bool__(self) -> bool:
         """False while no source has missed lately: the hot path then skips the lookup."""
@@ -54,6 +59,13 @@ class MissLimiter:
         """0 if `source` may be answered now, else the seconds until its next token."""
         tokens = self._tokens(source, now)
         return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+    def hold(self, source: str, now: float) -> float:
+        """How long to hold a refusal to `source` so that its refusals go out one at a time,
+        1 / REFUSAL_RATE apart. `now` is the event loop's clock: the hold is a real sleep."""
+        at = min(max(now, self._next_refusal.get(source, now)) + 1 / REFUSAL_RATE, now + MAX_HOLD)
+        self._next_refusal[source] = at
+        return at - now
 
     def charge(self, source: str, now: float) -> None:
         """Spend one token for a 404. The bucket may go into debt, down to -burst: requests
@@ -75,6 +87,7 @@ class MissLimiter:
         if len(self._buckets) >= self.max_sources:
             by_age = sorted(self._buckets.items(), key=lambda item: item[1][1])
             self._buckets = dict(by_age[len(by_age) // 2 :])
+        self._next_refusal = {s: t for s, t in self._next_refusal.items() if s in self._buckets}
 
 
 MISS_LIMITER = web.AppKey("miss_limiter", MissLimiter)
@@ -116,7 +129,7 @@ async def limit_misses(request: web.Request, handler: Handler) -> web.StreamResp
     if source is not None and source in limiter:
         wait = limiter.wait(source, clock.monotonic())
         if wait > 0:
-            await asyncio.sleep(min(wait, 1 / limiter.rate))  # slows a flood: see above
+            await asyncio.sleep(limiter.hold(source, asyncio.get_running_loop().time()))
             return web.Response(
                 status=TooManyRequests.status,
                 text=TooManyRequests.text,
