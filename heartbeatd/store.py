@@ -67,6 +67,7 @@ DUE_SQL = (
     "WHERE o.state = 'pending' AND o.next_attempt <= ? AND o.notifier = ?"
 )
 DUE_ORDER = "ORDER BY o.next_attempt LIMIT ?"
+FULL_SWEEP = 60.0  # seconds between sweeps of every pending row for gone notifiers
 CACHE_LIMIT = 50_000  # checks kept in memory for pings; ~25 MB at the limit
 # Columns the management API's `unique` upsert may match on (name, slug, tags, timeout, grace).
 UPSERT_COLUMNS = frozenset({"name", "slug", "tags", "period", "grace"})
@@ -186,6 +187,9 @@ class Store:
         self._on_external_change = on_external_change
         self._cache: dict[str, Check] = {}
         self._cache_generation = -1
+        # The notifier names the outbox was last swept for, the newest row swept then, and
+        # when every pending row was last swept (see due_notifications).
+        self._swept: tuple[frozenset[str], int, float] = (frozenset(), -1, 0.0)
 
     async def open(self) -> None:
         try:
@@ -616,18 +620,27 @@ class Store:
         `room` maps each configured notifier to how many more deliveries it may start and the
         rows it already has in flight: each notifier's queue is read on its own, so a target
         that never answers fills only its own slots. Rows for a notifier no longer in the
-        config fail at once. Read through the writer, not the reader: the dispatcher must never
-        see a row as pending after its delivery was recorded, or it would send it twice;
-        writer batches are ordered, so this sees every outcome recorded before it.
+        config fail at once. A sweep of every pending row takes a millisecond per 10,000, so
+        most reads sweep only the rows written since the last; all of them are swept when the
+        names change (a reload) and once every FULL_SWEEP seconds, for the rare row written
+        under a reused id (ids of deleted rows are reused).
+
+        Read through the writer, not the reader: the dispatcher must never see a row as pending
+        after its delivery was recorded, or it would send it twice; writer batches are
+        ordered, so this sees every outcome recorded before it.
         """
+        known = frozenset(room)
+        swept_names, swept_up_to, full_at = self._swept
+        full = known != swept_names or not 0 <= now - full_at < FULL_SWEEP
+        since = -1 if full else swept_up_to
 
         def read(conn: sqlite3.Connection) -> tuple[list[OutboxItem], float | None, int]:
-            known = list(room)
             conn.execute(
                 "UPDATE outbox SET state = 'failed', attempts = attempts + 1, "
                 "last_error = 'no notifier named ' || quote(notifier) || ' in the config' "
-                f"WHERE state = 'pending' AND notifier NOT IN ({', '.join('?' * len(known))})",
-                known,
+                "WHERE id > ? AND state = 'pending' "
+                f"AND notifier NOT IN ({', '.join('?' * len(known))})",
+                (since, *known),
             )
             due: list[OutboxItem] = []
             for notifier, (limit, busy) in room.items():
@@ -640,7 +653,9 @@ class Store:
             (newest,) = conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()
             return due, next_at, newest
 
-        return await self._writer.run(read, background=True)  # a read: the ping cache stays
+        found = await self._writer.run(read, background=True)  # a read: the ping cache stays
+        self._swept = (known, found[2], now if full else full_at)  # once committed
+        return found
 
     async def shift_pending(self, step: float, up_to_id: int) -> int:
         """Move pending rows up to `up_to_id` by a wall-clock step of `step` seconds; returns

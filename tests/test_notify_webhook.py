@@ -224,6 +224,36 @@ async def test_a_notifier_removed_from_the_config_fails_its_pending_rows(
     assert (await outbox_states(second))[0][3] == "no notifier named 'hook' in the config"
 
 
+async def test_a_check_naming_a_gone_notifier_gets_its_alert_failed_not_left_pending(
+    start_daemon, sink
+) -> None:
+    """A check kept in the database can name a notifier a later config no longer has."""
+    _, url = sink
+    daemon = await start_daemon(webhook_config(url))
+    await go_down(daemon)  # a pass of the dispatcher sweeps what was written so far
+    await eventually(lambda: _states(daemon, ["sent"]))
+    orphan = await daemon.add("orphan", notifiers=("pager",), period=5.0, grace=1.0)
+    await daemon.client.get(f"/ping/{orphan.uuid}")
+    await daemon.advance(7)
+    await eventually(lambda: _states(daemon, ["sent", "failed"]))
+    assert (await outbox_states(daemon))[1][3] == "no notifier named 'pager' in the config"
+
+
+async def test_a_row_under_a_reused_id_is_swept_within_a_minute(start_daemon, sink) -> None:
+    """Row ids of deleted rows come back; the sweep of new rows alone would pass them over."""
+    _, url = sink
+    daemon = await start_daemon(webhook_config(url))
+    await go_down(daemon)
+    await eventually(lambda: _states(daemon, ["sent"]))
+    await daemon.query(
+        "INSERT INTO outbox (id, flip_id, notifier, event, next_attempt, created) "
+        "SELECT 0, flip_id, 'pager', 'down', next_attempt, created FROM outbox"
+    )
+    await daemon.advance(61)
+    await go_down(daemon)  # another alert wakes the dispatcher
+    await eventually(lambda: _states(daemon, ["failed", "sent", "sent"]))
+
+
 async def test_late_warns_when_a_check_enters_its_grace(start_daemon, sink) -> None:
     recorder, url = sink
     daemon = await start_daemon(webhook_config(url, 'events = ["down", "up", "late"]'))
