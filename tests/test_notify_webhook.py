@@ -285,3 +285,24 @@ async def test_a_ping_in_time_means_no_late_warning(start_daemon, sink) -> None:
     await daemon.advance(10)  # now late
     await eventually(lambda: len(recorder.received) == 1)
     assert [e["event"] for e in recorder.received] == ["late"]
+
+
+async def test_placeholders_in_the_url_are_filled_in_url_encoded(
+    start_daemon, aiohttp_server: Any
+) -> None:
+    queries: list[tuple[str, dict[str, str]]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        queries.append((request.raw_path, dict(request.query)))
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook/{slug}", handle)
+    server = await aiohttp_server(app)
+    url = str(server.make_url("/hook/")) + "$slug?what=$summary&other=$nothing"
+    daemon = await start_daemon(webhook_config(url))
+    await go_down(daemon)
+    await eventually(lambda: queries)
+    raw_path, query = queries[0]
+    assert raw_path.startswith("/hook/backup?what=backup%20is%20DOWN%20")
+    assert query == {"what": "backup is DOWN (missed ping)", "other": "$nothing"}
