@@ -307,8 +307,8 @@ class Store:
 
         Pings are the hot path and the daemon is their only writer, so the row a ping needs is
         usually the one the last ping left. The cache is dropped whenever it may be stale: the
-        writer's generation moves on any rollback and on another process's commit, and every
-        other kind of write clears it (see _write).
+        writer's generation moves on any rollback and on another process's commit, expire
+        drops the checks it changes, and every other kind of write clears it (see _write).
         """
         if self._cache_generation != self._writer.generation:
             self._cache.clear()
@@ -384,10 +384,13 @@ class Store:
                     notify = self._write_flip(conn, check, flip, now) or notify
                 if flip is not None or check.alert_after != before:
                     self._save_state(conn, check)
+                    self._cache.pop(check.uuid, None)
                 rearm.append((check.id, check.alert_after))
             return rearm, notify
 
-        return await self._write(run, background=True)
+        # Not _write: dropping the whole ping cache for every chunk of an alert storm made
+        # each ping during it read its check again. A rollback drops it all (generation).
+        return await self._writer.run(run, background=True)
 
     async def note_late(self, due: Sequence[tuple[int, float]], now: float) -> bool:
         """Queue `late` notifications for checks that entered their grace at the expected
