@@ -18,6 +18,14 @@ Bulk work that nobody is waiting on (the flips of an alert storm, the outbox's b
 queued as *background*: each batch runs every foreground call but only BACKGROUND_BUDGET seconds
 of background ones, so a ping is never committed behind thousands of outbox updates; the rest
 goes into the following batches, in the order it was queued.
+
+A batch of background calls alone is committed without waiting for the disk (synchronous =
+NORMAL): nobody is waiting on it, and the next batch that carries a ping syncs the write-ahead
+log up to and including it. What a power cut could take back is only what is redone anyway: an
+expired check that lost its flip goes down again after restart, and an alert whose delivery
+lost its record is sent again (the documented at-least-once). A killed process loses nothing:
+the operating system has the log. In an alert storm this spares an fsync (~130 us of CPU,
+~0.4 ms of waiting) for each of thousands of bookkeeping batches.
 """
 
 from __future__ import annotations
@@ -100,6 +108,7 @@ class Writer:
         self._failing = False
         self._closed = False
         self._committing = False
+        self._synchronous = "FULL"  # as connect() leaves it
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="heartbeatd-commit")
         self._poller = loop.call_later(POLL_EXTERNAL, self._poll_external_change)
 
@@ -221,6 +230,7 @@ class Writer:
         conn = self._conn
         outcomes: list[Outcome] = []
         started = time.perf_counter()
+        self._set_synchronous("FULL" if batch else "NORMAL")  # batch: the foreground calls
         conn.execute("BEGIN IMMEDIATE")
         self._notice_external_change()  # under the write lock, so nothing can change after
         for fn, fut in _with_background(batch, background, started):
@@ -244,6 +254,12 @@ class Writer:
             if careful:
                 conn.execute("RELEASE call")
         return outcomes
+
+    def _set_synchronous(self, level: str) -> None:
+        """Whether the next commit waits for the disk (see the module docstring)."""
+        if level != self._synchronous:
+            self._conn.execute(f"PRAGMA synchronous={level}")
+            self._synchronous = level
 
     def _rollback(self) -> None:
         self.generation += 1

@@ -165,3 +165,18 @@ async def test_a_foreground_call_is_not_committed_behind_queued_background_work(
     assert "ping" in rows(path) and len(rows(path)) < 21
     assert await asyncio.gather(*background) == [1] * 20
     assert [v for v in rows(path) if v != "ping"] == [f"b{i}" for i in range(20)]
+
+
+async def test_only_batches_with_a_foreground_call_wait_for_the_disk(db) -> None:
+    """A ping's commit is synced (synchronous=FULL, 2); a batch of background bookkeeping alone
+    is not (NORMAL, 1): the next synced commit writes it to disk with its own."""
+    writer, _ = db
+
+    def level(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    assert await writer.run(level, background=True) == 1
+    assert await writer.run(level) == 2
+    together = await asyncio.gather(writer.run(level), writer.run(level, background=True))
+    assert together == [2, 2]
+    assert await writer.run(level, background=True) == 1

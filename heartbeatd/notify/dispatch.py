@@ -192,7 +192,8 @@ class Dispatcher:
         event = self._event(item)
         started = self._clock.monotonic()
         try:
-            await asyncio.wait_for(notifier.send(event), timeout=notifier.timeout)
+            async with asyncio.timeout(notifier.timeout):  # no task per send, as wait_for has
+                await notifier.send(event)
         except (NotifyError, TimeoutError, OSError) as e:
             await self._record_failure(item, e)
             return
