@@ -306,3 +306,26 @@ async def test_placeholders_in_the_url_are_filled_in_url_encoded(
     raw_path, query = queries[0]
     assert raw_path.startswith("/hook/backup?what=backup%20is%20DOWN%20")
     assert query == {"what": "backup is DOWN (missed ping)", "other": "$nothing"}
+
+
+async def test_a_cookie_set_by_the_target_is_not_sent_with_the_next_alert(
+    start_daemon, aiohttp_server: Any
+) -> None:
+    cookies: list[str | None] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        cookies.append(request.headers.get("Cookie"))
+        response = web.Response()
+        response.set_cookie("session", "from-the-first-alert")
+        return response
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    server = await aiohttp_server(app)
+    # By name: aiohttp's default jar ignores cookies from bare IP addresses.
+    daemon = await start_daemon(webhook_config(f"http://localhost:{server.port}/hook"))
+    check = await go_down(daemon)
+    await eventually(lambda: len(cookies) == 1)
+    await daemon.client.get(f"/ping/{check.uuid}")
+    await eventually(lambda: len(cookies) == 2)
+    assert cookies == [None, None]

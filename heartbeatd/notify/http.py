@@ -76,12 +76,17 @@ class HttpNotifier:
         """Send one request; return the body of a 2xx answer, else raise ServiceRefused (the
         service answered) or NotifyError (it could not be reached, or did not answer)."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
+            # No cookie jar: a service's cookie must not ride along on the next alert (for
+            # another check, perhaps to another service on the same host), and it spares each
+            # request the jar's matching.
+            self._session = aiohttp.ClientSession(
+                headers={"User-Agent": USER_AGENT},
+                timeout=aiohttp.ClientTimeout(total=self.limit),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
         host = urlsplit(url).netloc.rpartition("@")[2]
         try:
-            async with self._session.request(
-                method, url, timeout=aiohttp.ClientTimeout(total=self.limit), **kwargs
-            ) as response:
+            async with self._session.request(method, url, **kwargs) as response:
                 body = await response.read()
         except TimeoutError as e:
             raise NotifyError(f"no answer from {host} within {format_duration(self.limit)}") from e
