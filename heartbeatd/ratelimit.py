@@ -11,6 +11,10 @@ connections, and its requests come one by one rather than all at once. (Holding 
 until the source's next token let 32 connections wake together: 32 parses in one turn of the
 loop, ~9 ms that other clients' pings waited.) Closing the connection instead cost us more
 (the flood reconnects; the accept and handshake are ours to pay too).
+A source still in tokens but plainly guessing (a quarter of its burst spent: GUESSING_BELOW) has its
+requests looked up one at a time, for the same reason: without that, a flood of 32 connections
+spent its burst in rounds of 32 lookups and 404s at once, each round several milliseconds that
+other clients' pings waited behind.
 Correct pings never spend tokens: a job that pings real URLs is never limited, however often.
 IPv6 sources are keyed by their /64, which one host usually holds whole.
 """
@@ -18,9 +22,11 @@ IPv6 sources are keyed by their /64, which one host usually holds whole.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ipaddress
 import math
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -34,6 +40,7 @@ MISS_BURST = 100.0  # 404s a source may send at once
 MAX_SOURCES = 10_000  # buckets kept; full ones are dropped first
 REFUSAL_RATE = 100.0  # 429s per second answered to one source
 MAX_HOLD = 5.0  # longest a refusal is held, however many connections a source has
+GUESSING_BELOW = 0.75  # share of its burst left under which a source's requests take turns
 
 
 class MissLimiter:
@@ -47,6 +54,7 @@ class MissLimiter:
         self.max_sources = max_sources
         self._buckets: dict[str, tuple[float, float]] = {}  # source -> (tokens, when)
         self._next_refusal: dict[str, float] = {}  # source -> when its next 429 may go out
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}  # source -> (lock, its users)
 
     def __bool__(self) -> bool:
         """False while no source has missed lately: the hot path then skips the lookup."""
@@ -59,6 +67,25 @@ class MissLimiter:
         """0 if `source` may be answered now, else the seconds until its next token."""
         tokens = self._tokens(source, now)
         return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+    def guessing(self, source: str, now: float) -> bool:
+        """Whether `source` has missed so often lately that its requests should take turns."""
+        return self._tokens(source, now) < GUESSING_BELOW * self.burst
+
+    @contextlib.asynccontextmanager
+    async def turn(self, source: str) -> AsyncIterator[None]:
+        """One request of `source` at a time; the lock goes once nobody holds or awaits it."""
+        lock, users = self._turns.get(source, (asyncio.Lock(), 0))
+        self._turns[source] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._turns[source]
+            if users == 1:
+                del self._turns[source]
+            else:
+                self._turns[source] = (lock, users - 1)
 
     def hold(self, source: str, now: float) -> float:
         """How long to hold a refusal to `source` so that its refusals go out one at a time,
@@ -124,17 +151,37 @@ async def limit_misses(request: web.Request, handler: Handler) -> web.StreamResp
     concurrent connections from an address that had once mistyped a URL).
     """
     limiter = request.app[MISS_LIMITER]
-    clock = request.app[CLOCK]
     source = source_of(request) if limiter else None
     if source is not None and source in limiter:
-        wait = limiter.wait(source, clock.monotonic())
-        if wait > 0:
-            await asyncio.sleep(limiter.hold(source, asyncio.get_running_loop().time()))
-            return web.Response(
-                status=TooManyRequests.status,
-                text=TooManyRequests.text,
-                headers={"Retry-After": str(math.ceil(wait))},
-            )
+        if limiter.guessing(source, request.app[CLOCK].monotonic()):
+            async with limiter.turn(source):
+                return await _refused_or_answered(request, handler, source)
+        return await _refused_or_answered(request, handler, source)
+    return await _answered(request, handler, source)
+
+
+async def _refused_or_answered(
+    request: web.Request, handler: Handler, source: str
+) -> web.StreamResponse:
+    """429 if `source` is out of tokens, held so its refusals go out one at a time."""
+    limiter = request.app[MISS_LIMITER]
+    wait = limiter.wait(source, request.app[CLOCK].monotonic())
+    if wait > 0:
+        await asyncio.sleep(limiter.hold(source, asyncio.get_running_loop().time()))
+        return web.Response(
+            status=TooManyRequests.status,
+            text=TooManyRequests.text,
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+    return await _answered(request, handler, source)
+
+
+async def _answered(
+    request: web.Request, handler: Handler, source: str | None
+) -> web.StreamResponse:
+    """The handler's answer; a 404 is charged to its source."""
+    limiter = request.app[MISS_LIMITER]
+    clock = request.app[CLOCK]
     missed = False
     try:
         response = await handler(request)
