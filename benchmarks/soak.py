@@ -163,6 +163,11 @@ async def soak(args: argparse.Namespace, base: str, pid: int, steady: list[str],
         tasks = [asyncio.create_task(job) for job in load]
         await asyncio.sleep(min(30.0, args.minutes * 15))  # a warm-up, then the baseline
         figures["rss_start"], figures["fds_start"] = rss_mb(pid), open_fds(pid)
+        minute = 0
+        while not all(task.done() for task in tasks):  # RSS each minute: a plateau or a leak
+            await asyncio.wait(tasks, timeout=60)
+            minute += 1
+            figures[f"rss_minute_{minute}"] = rss_mb(pid)
         await asyncio.gather(*tasks)
         figures["rss_end"], figures["fds_end"] = rss_mb(pid), open_fds(pid)
         await asyncio.sleep(FLAP_PERIOD + FLAP_GRACE + 2)  # the last flips and deliveries
@@ -257,6 +262,8 @@ def main() -> None:
     print(f"daemon RSS         {figures['rss_start']:.1f} MB at start, "
           f"{figures['rss_end']:.1f} MB at end "
           f"({(figures['rss_end'] / figures['rss_start'] - 1) * 100:+.1f}%)")  # fmt: skip
+    minutes = [f"{v:.1f}" for k, v in figures.items() if k.startswith("rss_minute_")]
+    print(f"  each minute      {' '.join(minutes)} MB")
     print(
         f"open fds           {figures['fds_start']:.0f} at start, {figures['fds_end']:.0f} at end"
     )
