@@ -4,6 +4,8 @@ that never answers, one that asks us to wait, and one that echoes our secrets ba
 from __future__ import annotations
 
 import asyncio
+import gc
+import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -82,6 +84,37 @@ async def test_a_service_that_never_answers_fails_naming_its_host(
     assert str(failure.value) == f"no answer from {service.host} within 0.2s"
     assert not failure.value.permanent
     assert notifier.timeout > 0.2  # the dispatcher leaves the request time to fail by itself
+
+
+async def test_a_target_that_is_down_leaves_nothing_for_the_cycle_collector(build: Any) -> None:
+    """A dead target is retried all day. Each refused connection used to leave ~80 objects
+    in reference cycles (aiohttp's frames, holding the request body) that only the cyclic
+    collector frees; between its rounds they piled up and fragmented the heap (the soak's
+    RSS crept with a dead target and stayed flat without one)."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    notifier = build(WebhookNotifier, url=f"http://127.0.0.1:{port}/hook")
+
+    async def refused() -> str:
+        try:
+            await notifier.send(make_event())
+        except NotifyError as e:
+            return str(e)
+        return "sent"
+
+    assert (await refused()).startswith("cannot connect to 127.0.0.1")  # the session exists
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        outcomes = {await refused() for _ in range(5)}
+        gc.collect()
+        left = [type(o).__name__ for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert len(outcomes) == 1 and "sent" not in outcomes
+    assert left == []
 
 
 async def test_the_outbox_records_which_host_did_not_answer(
