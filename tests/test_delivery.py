@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from heartbeatd.notify.dispatch import PER_NOTIFIER
+from heartbeatd.notify.slots import AT_ONCE
 from tests.conftest import eventually
 from tests.test_end_to_end import curl, free_port
 
@@ -66,10 +66,43 @@ async def test_a_target_that_never_answers_holds_up_nothing_else(
 
     await eventually(lambda: len(healthy) == 100)  # the healthy target gets every one
     assert sorted(healthy) == sorted(c.slug for c in checks)
-    assert stuck_requests <= PER_NOTIFIER  # the stuck one holds its own few sends, no more
+    assert stuck_requests <= AT_ONCE  # the stuck one holds its own few sends, no more
     for check in checks[:20]:  # and pings are answered as before
         assert (await daemon.client.get(f"/ping/{check.uuid}")).status == 200
     never.set()
+
+
+async def test_a_slow_target_gets_more_sends_at_once_than_a_fast_one(
+    start_daemon, aiohttp_server: Any
+) -> None:
+    under_way = 0
+    gate = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        nonlocal under_way
+        under_way += 1
+        await gate.wait()  # the gate each request met on arrival
+        under_way -= 1
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/slow", slow)
+    server = await aiohttp_server(app)
+    daemon = await start_daemon(
+        f'[[notifier]]\nname = "slow"\ntype = "webhook"\nurl = "{server.make_url("/slow")}"\n'
+        'timeout = "30s"\ndefault = true\n'
+    )
+    checks = [await daemon.add(f"job-{i}", period=5.0, grace=1.0) for i in range(40)]
+    for check in checks:
+        await daemon.client.get(f"/ping/{check.uuid}")
+    await daemon.advance(7)  # 40 alerts
+    await eventually(lambda: under_way == AT_ONCE)  # a new notifier starts as a fast one
+    first, gate = gate, asyncio.Event()
+    daemon.clock.advance(3)  # the first sends take 3 s ...
+    first.set()
+    # ... so more go at once: a slow service's sends cost waiting, not CPU (slots.py)
+    await eventually(lambda: under_way >= 3 * AT_ONCE)
+    gate.set()
 
 
 async def test_an_alert_survives_a_kill_between_flip_and_delivery(

@@ -1,8 +1,8 @@
 """Delivers the outbox: at least once, with backoff, never in the way of pings.
 
 Outbox rows are written in the same transaction as their flip, so an alert exists as soon as the
-flip does. This worker sends due rows concurrently (each notifier at most a few at a time, so one
-slow target cannot hold up the others), then records the outcome. A crash between sending and
+flip does. This worker sends due rows concurrently (each notifier a few at a time, so one slow
+target cannot hold up the others: slots.py), then records the outcome. A crash between sending and
 recording means one resend after restart: the documented at-least-once case.
 """
 
@@ -19,20 +19,13 @@ from heartbeatd.clock import Clock
 from heartbeatd.config import NotifierSpec
 from heartbeatd.model import Status, status_at
 from heartbeatd.notify import Event, Notifier, NotifyError
+from heartbeatd.notify.slots import Slots
 from heartbeatd.store import OutboxItem, Store
 
 log = logging.getLogger("heartbeatd.notify")
 
 BACKOFF_FIRST = 5.0
 BACKOFF_MAX = 3600.0
-# Deliveries at once per notifier. Enough to hide a remote service's round trip (4 at once to a
-# service 100 ms away: 40 a second, more than chat services accept); to a target on loopback a
-# send is CPU on the loop that answers pings, and 8 at once doubled a storm's ping p99.
-PER_NOTIFIER = 4
-# Due rows read ahead per notifier, so a storm does not re-read per delivery. One read is one
-# background call, which no budget can split: 64 rows took the loop for ~2 ms.
-PREFETCH = 16
-REFILL_BELOW = 8  # read more for a notifier once fewer than this of its rows are held
 DEFAULT_POLICY = NotifierSpec(name="", type="")
 WALL_STEP = 2.0  # a change of wall - monotonic beyond this is a clock step, not NTP slewing
 
@@ -59,7 +52,7 @@ class Dispatcher:
         self._site_url = site_url
         self._wake = asyncio.Event()
         self._in_flight: dict[int, tuple[str, asyncio.Task[None]]] = {}
-        self._limits = {name: asyncio.Semaphore(PER_NOTIFIER) for name in notifiers}
+        self._limits = {name: Slots() for name in notifiers}
         self._failing: set[str] = set()  # notifiers whose last attempt failed
         self._rng = random.Random()
         self.attempts: Counter[str] = Counter()  # "sent"/"failed" deliveries since start: /metrics
@@ -100,9 +93,7 @@ class Dispatcher:
         retired = list(self._notifiers.values())
         self._notifiers = notifiers
         self._policies = policies
-        self._limits = {
-            name: self._limits.get(name) or asyncio.Semaphore(PER_NOTIFIER) for name in notifiers
-        }
+        self._limits = {name: self._limits.get(name) or Slots() for name in notifiers}
         self._failing &= set(notifiers)
         under_way = [task for _, task in self._in_flight.values()]
         closing = asyncio.create_task(self._close_after(retired, under_way))
@@ -137,10 +128,7 @@ class Dispatcher:
         for item_id, (name, _) in self._in_flight.items():
             if name in busy:  # not when its notifier was removed by a reload
                 busy[name].append(item_id)
-        room = {
-            name: (PREFETCH - len(ids) if len(ids) < REFILL_BELOW else 0, ids)
-            for name, ids in busy.items()
-        }
+        room = {name: (self._limits[name].rows_wanted(len(ids)), ids) for name, ids in busy.items()}
         await self._follow_wall_steps()
         due, next_at, self._newest_row = await self._store.due_notifications(
             self._clock.now(), room
@@ -165,22 +153,20 @@ class Dispatcher:
             log.warning("the wall clock stepped by %+.0fs; %d pending notifications moved with it",
                         step, moved)  # fmt: skip
 
-    async def _deliver(
-        self, notifier: Notifier, limit: asyncio.Semaphore, item: OutboxItem
-    ) -> None:
+    async def _deliver(self, notifier: Notifier, limit: Slots, item: OutboxItem) -> None:
         try:
             void = self._void(item)
             if void is not None:
                 await self._store.notification_cancelled(item.id, void)
             else:
                 async with limit:
-                    await self._attempt(notifier, item)
+                    await self._attempt(notifier, item, limit)
         except Exception:
             log.exception("recording notification %d failed", item.id)
         finally:
             self._in_flight.pop(item.id, None)
             held = sum(1 for name, _ in self._in_flight.values() if name == item.notifier)
-            if held < REFILL_BELOW:
+            if limit.rows_wanted(held):
                 self._wake.set()
 
     def _void(self, item: OutboxItem) -> str | None:
@@ -193,7 +179,7 @@ class Dispatcher:
             return "the check is no longer late"
         return None
 
-    async def _attempt(self, notifier: Notifier, item: OutboxItem) -> None:
+    async def _attempt(self, notifier: Notifier, item: OutboxItem, slots: Slots) -> None:
         event = self._event(item)
         started = self._clock.monotonic()
         try:
@@ -206,6 +192,7 @@ class Dispatcher:
         await self._store.notification_sent(item.id, now)
         self.attempts["sent"] += 1
         took = self._clock.monotonic() - started
+        slots.delivered(took)
         log.info("%s: %s sent for %s in %.2fs", item.notifier, item.event, item.check.slug, took)
         if item.notifier in self._failing:
             self._failing.discard(item.notifier)
