@@ -188,11 +188,11 @@ class Dispatcher:
         except (NotifyError, TimeoutError, OSError) as e:
             await self._record_failure(item, e)
             return
+        took = self._clock.monotonic() - started  # the service's time, not our writer's
+        slots.delivered(took)
         now = self._clock.now()
         await self._store.notification_sent(item.id, now)
         self.attempts["sent"] += 1
-        took = self._clock.monotonic() - started
-        slots.delivered(took)
         log.info("%s: %s sent for %s in %.2fs", item.notifier, item.event, item.check.slug, took)
         if item.notifier in self._failing:
             self._failing.discard(item.notifier)
