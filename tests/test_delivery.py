@@ -104,6 +104,11 @@ async def test_a_slow_target_gets_more_sends_at_once_than_a_fast_one(
     await eventually(lambda: under_way >= 3 * AT_ONCE)
     gate.set()
 
+    async def all_sent() -> bool:
+        return await daemon.query("SELECT count(*) FROM outbox WHERE state = 'sent'") == [(40,)]
+
+    await eventually(all_sent)  # and every alert arrives
+
 
 async def test_an_alert_survives_a_kill_between_flip_and_delivery(
     tmp_path: Path, aiohttp_server: Any
