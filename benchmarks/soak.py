@@ -13,7 +13,8 @@ Notifiers: a webhook to a loopback sink (sink.py, its own process), one to a por
 listens (down the whole time: retried with backoff) and one to a target that takes 3 s to answer.
 
 Printed: pings/s, p50/p99 ping and page latency, the daemon's RSS and open file descriptors
-at the start (after a warm-up, below) and at the end of N minutes more, the database
+at the start (after a warm-up, below) and at the end of N minutes more (with its connections
+at the end: the load's pool, and sends under way to notifier targets), the database
 size, pings answered vs found on disk (lost must be 0), false alerts (a timeout flip although
 an answered ping should have moved the deadline, or any down flip of a steady check: must be
 0), and notifications written vs delivered to the sink.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import sqlite3
@@ -153,6 +155,28 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def connections(pid: int, port: int) -> tuple[int, int]:
+    """The daemon's TCP connections: (from clients to `port`, out to notifier targets).
+
+    Most of its descriptors are these, and both kinds are bounded (the load's connection pool;
+    the sends under way at once), so the figure tells a leak from a pool filling up."""
+    sockets = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(FileNotFoundError):  # closed since it was listed
+            sockets.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    served = outgoing = 0
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, inode = fields[1], fields[3], fields[9]
+        if f"socket:[{inode}]" not in sockets or state == "0A":  # 0A: the listening socket
+            continue
+        if int(local.rpartition(":")[2], 16) == port:
+            served += 1
+        else:
+            outgoing += 1
+    return served, outgoing
+
+
 async def soak(args: argparse.Namespace, base: str, pid: int, steady: list[str],
                flappers: list[str], slow_port: int) -> tuple[Tally, dict[str, float]]:  # fmt: skip
     tally = Tally()
@@ -178,6 +202,9 @@ async def soak(args: argparse.Namespace, base: str, pid: int, steady: list[str],
             figures[f"rss_minute_{minute}"] = rss_mb(pid)
         await asyncio.gather(*tasks)
         figures["rss_end"], figures["fds_end"] = rss_mb(pid), open_fds(pid)
+        figures["served_end"], figures["outgoing_end"] = connections(
+            pid, int(base.rpartition(":")[2])
+        )
         await asyncio.sleep(FLAP_PERIOD + FLAP_GRACE + 2)  # the last flips and deliveries
     await slow.cleanup()
     return tally, figures
@@ -272,9 +299,9 @@ def main() -> None:
           f"({(figures['rss_end'] / figures['rss_start'] - 1) * 100:+.1f}%)")  # fmt: skip
     minutes = [f"{v:.1f}" for k, v in figures.items() if k.startswith("rss_minute_")]
     print(f"  each minute      {' '.join(minutes)} MB")
-    print(
-        f"open fds           {figures['fds_start']:.0f} at start, {figures['fds_end']:.0f} at end"
-    )
+    print(f"open fds           {figures['fds_start']:.0f} at start, "
+          f"{figures['fds_end']:.0f} at end ({figures['served_end']:.0f} connections from "
+          f"the load, {figures['outgoing_end']:.0f} to notifier targets)")  # fmt: skip
     print(f"database size      {size / 2**20:.1f} MB")
     print(f"request errors     {dict(tally.errors) or 'none'}")
     print(f"pings lost         {missing}")
