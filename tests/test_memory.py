@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.skipif(
-    "CS_GNU_LIBC_VERSION" not in getattr(os, "confstr_names", {}), reason="glibc only"
-)
+from heartbeatd.cli.serve import GLIBC
+
+pytestmark = pytest.mark.skipif(not GLIBC, reason="glibc only")
 
 # Prints how many more blocks glibc has mapped while a render-sized buffer is alive, after one
 # twice its size was mapped and freed (as glibc ships, that raises its threshold past the

@@ -106,7 +106,9 @@ def _spare_the_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
 
 
-# glibc's mallopt() parameter M_MMAP_THRESHOLD (malloc.h), and the size we set it to.
+# Whether the C library is glibc (its confstr name exists nowhere else), whose mallopt()
+# parameter M_MMAP_THRESHOLD (malloc.h) we set, and to what.
+GLIBC = "CS_GNU_LIBC_VERSION" in getattr(os, "confstr_names", {})
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 64 * 1024
 
@@ -126,7 +128,7 @@ def _keep_big_buffers_off_the_heap() -> None:
     """
     import ctypes
 
-    if "CS_GNU_LIBC_VERSION" not in getattr(os, "confstr_names", {}):
+    if not GLIBC:
         return
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or "mmap_threshold" in os.environ.get(
         "GLIBC_TUNABLES", ""
