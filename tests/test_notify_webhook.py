@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from heartbeatd.web_keys import DISPATCHER
 from tests.conftest import Daemon, eventually
 from tests.notify_helpers import webhook_config
 
@@ -88,7 +89,7 @@ async def test_it_retries_a_5xx_with_backoff_until_delivered(start_daemon, sink)
     host = url.split("/")[2]
     assert (await outbox_states(daemon))[0][3] == f"HTTP 500 from {host}"  # never the full URL
     daemon.clock.advance(6)  # first retry after 5 s ± 20 %
-    await eventually(lambda: len(recorder.received) == 2)
+    await eventually(lambda: _attempts(daemon, 2))  # its failure recorded, the next one timed
     daemon.clock.advance(12)  # then 10 s ± 20 %
     await eventually(lambda: len(recorder.received) == 3)
     await eventually(lambda: _sent(daemon))
@@ -105,9 +106,40 @@ async def test_a_wall_clock_step_moves_pending_retries_with_it(
     await eventually(lambda: _attempts(daemon, 1))
     daemon.clock.jump_wall(step)  # a step back would hold the retry an hour; forward, end it
     daemon.clock.advance(6)  # the first retry, 5 s ± 20 % after the failure
-    await eventually(lambda: len(recorder.received) == 2)
+    await eventually(lambda: _attempts(daemon, 2))
     daemon.clock.advance(12)  # the second, still within retry_for of when the alert was written
     await eventually(lambda: len(recorder.received) == 3)
+    await eventually(lambda: _sent(daemon))
+
+
+@pytest.mark.parametrize("meanwhile", ["time passes", "the wall clock steps back"])
+async def test_a_retry_falls_due_on_time_when_the_clock_moves_during_the_outbox_read(
+    start_daemon, sink, monkeypatch: pytest.MonkeyPatch, meanwhile: str
+) -> None:
+    recorder, url = sink
+    recorder.statuses = [500]
+    daemon = await start_daemon(webhook_config(url))
+    await go_down(daemon)
+    await eventually(lambda: _attempts(daemon, 1))
+    moved: list[str] = []
+    read = daemon.store.due_notifications
+
+    async def read_while_the_clock_moves(*args: Any) -> Any:
+        found = await read(*args)
+        if not moved:
+            moved.append(meanwhile)
+            if meanwhile == "time passes":
+                daemon.clock.advance(6)  # past the retry (5 s ± 20 %) before the read returns
+            else:
+                daemon.clock.jump_wall(-3600)
+        return found
+
+    monkeypatch.setattr(daemon.store, "due_notifications", read_while_the_clock_moves)
+    daemon.app[DISPATCHER].wake()
+    await eventually(lambda: moved)
+    if meanwhile != "time passes":
+        daemon.clock.advance(6)
+    await eventually(lambda: len(recorder.received) == 2)
     await eventually(lambda: _sent(daemon))
 
 
@@ -176,8 +208,8 @@ async def test_a_failing_notifier_is_logged_when_it_fails_and_when_it_recovers(
     recorder.statuses = [500, 500, 500]
     daemon = await start_daemon(webhook_config(url))
     await go_down(daemon)
-    for expected in (1, 2, 3, 4):
-        await eventually(lambda expected=expected: len(recorder.received) == expected)
+    for failed in (1, 2, 3):
+        await eventually(lambda failed=failed: _attempts(daemon, failed))
         daemon.clock.advance(60)
     await eventually(lambda: _sent(daemon))
     lines = [r.getMessage() for r in caplog.records if r.name == "heartbeatd.notify"]

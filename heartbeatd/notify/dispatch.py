@@ -130,18 +130,20 @@ class Dispatcher:
                 busy[name].append(item_id)
         room = {name: (self._limits[name].rows_wanted(len(ids)), ids) for name, ids in busy.items()}
         await self._follow_wall_steps()
-        due, next_at, self._newest_row = await self._store.due_notifications(
-            self._clock.now(), room
-        )
+        now, read_at = self._clock.now(), self._clock.monotonic()
+        due, next_at, self._newest_row = await self._store.due_notifications(now, room)
         for item in due:
             notifier, limit = self._notifiers[item.notifier], self._limits[item.notifier]
             task = asyncio.create_task(self._deliver(notifier, limit, item))
             self._in_flight[item.id] = (item.notifier, task)
         if next_at is None:
             return 3600.0
-        delay = next_at - self._clock.now()
-        # A due row still in flight wakes us when it finishes; do not spin on it meanwhile.
-        return delay if delay > 0 else 1.0
+        if next_at <= now:  # due but in flight or over its slots: finishing one wakes us
+            return 1.0
+        # Timed from the `now` the read used, less the read's own time on the clock that does
+        # not step: a wall-clock step or a slow read meanwhile must not stretch the wait (a
+        # step is followed on the next pass, which a wait of 0 starts at once).
+        return next_at - now - (self._clock.monotonic() - read_at)
 
     async def _follow_wall_steps(self) -> None:
         """Keep pending retries and reminders as far ahead as they were when the wall clock
