@@ -280,6 +280,13 @@ def _read(path: Path) -> tuple[dict[str, Any], Lines]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(str(path), None, "file", f"cannot read: {e}") from None
+    if not text.strip():
+        # What a reload reads while an editor or a deploy is rewriting the file in place; taken
+        # as "no checks", it would delete every check and, once the file is back, give each a
+        # new UUID that no crontab knows.
+        raise ConfigError(
+            str(path), None, "file", "is empty (a comment in it is enough to run on the defaults)"
+        )
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -142,6 +142,18 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
         load_config(path, {}, {})
 
 
+@pytest.mark.parametrize("text", ["", "\n  \n"])
+def test_an_empty_file_is_a_config_error_but_a_comment_runs_on_the_defaults(
+    tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "heartbeatd.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"^{path}: file: is empty"):
+        load_config(path, {}, {})
+    path.write_text("# the defaults\n")
+    assert load_config(path, {}, {}).checks == ()
+
+
 def test_keys_inside_multiline_strings_do_not_confuse_line_numbers(tmp_path: Path) -> None:
     text = '[[check]]\nname = "a"\ndesc = """\nperiod = 5\n"""\nperiod = "0s"\n'
     assert error(tmp_path, text).startswith("6: period:")

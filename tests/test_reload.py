@@ -141,6 +141,23 @@ async def test_a_broken_file_keeps_the_running_config_and_says_where(
     ]
 
 
+async def test_a_reload_that_reads_an_empty_file_keeps_every_check(
+    start_daemon: Callable[..., Any],
+    config_file: Path,
+    reread: Callable[[], Config],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    daemon = await start_daemon(check("job", "1m"))
+    before = await uuids(daemon)
+    assert not await reload_with(daemon, config_file, reread, "")  # caught mid-rewrite
+    assert await uuids(daemon) == before
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [
+        f"{config_file}: file: is empty (a comment in it is enough to run on the defaults); "
+        "still running on the previous config"
+    ]
+
+
 async def test_a_notifier_with_bad_options_is_a_broken_file_too(
     start_daemon: Callable[..., Any], config_file: Path, reread: Callable[[], Config]
 ) -> None:
@@ -259,7 +276,7 @@ async def test_pings_are_answered_all_through_reloads(tmp_path: Path) -> None:
             pingers = [asyncio.create_task(pinger()) for _ in range(4)]
             for n in range(20):
                 extra = check(f"extra-{n}", "1h") if n % 2 == 0 else ""
-                config.write_text(head + check("steady", "1m") + extra)
+                replace_file(config, head + check("steady", "1m") + extra)
                 daemon.send_signal(signal.SIGHUP)
                 await asyncio.sleep(0.05)
             done.set()
@@ -272,6 +289,14 @@ async def test_pings_are_answered_all_through_reloads(tmp_path: Path) -> None:
     assert errors.count("config reloaded") >= 10, errors  # signals may merge, not get lost
     assert len(answers) > 100
     assert set(answers) == {200}
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write as editors' safe save and config tools do: a reload queued behind another may read
+    the file at any moment, and an in-place write has a moment when it is empty."""
+    new = path.with_suffix(".new")
+    new.write_text(text)
+    os.replace(new, path)
 
 
 async def _up(session: aiohttp.ClientSession, base: str) -> bool:
