@@ -230,7 +230,9 @@ async def test_the_command_line_forwards_sigterm_and_exits_with_the_jobs_code(
     """`heartbeatd run` as cron starts it: a slug, the ping key, a job that traps SIGTERM."""
     await daemon.add("nightly")
     key = await daemon.store.ping_key()
-    job = "trap 'echo stopping; kill $!; exit 7' TERM; echo ready; sleep 30 & wait"
+    # No background child: one started with `&` can still carry the shell's trap handler when
+    # a TERM sent right after "ready" reaches it, and sleep then keeps the pipes for 30 s.
+    job = "trap 'echo stopping; exit 7' TERM; echo ready; while :; do sleep 0.1; done"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTBEATD_")}
     wrapper = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "heartbeatd", "run", "--check", "nightly", "--ping-key", key,
