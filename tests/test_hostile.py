@@ -402,23 +402,29 @@ async def test_a_flood_of_404_guesses_is_limited_and_real_pings_go_on(
     served: tuple[Process, list[str]],
 ) -> None:
     process, uuids = served
-    baseline = await ping_latencies(process.base, uuids[0], 200, "127.0.0.3")
+    # 500 pings a window: the p99 is then the 5th-slowest, not one scheduler hiccup on 2 cores.
+    before = await ping_latencies(process.base, uuids[0], 500, "127.0.0.3")
     flood = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", FLOOD, process.base, "3", stdout=asyncio.subprocess.PIPE
+        sys.executable, "-c", FLOOD, process.base, "4", stdout=asyncio.subprocess.PIPE
     )
     assert flood.stdout is not None
     assert await flood.stdout.readline() == b"flooding\n"
     cpu_before = cpu_seconds(process)
-    under_flood = await ping_latencies(process.base, uuids[0], 200, "127.0.0.3")
+    under_flood = await ping_latencies(process.base, uuids[0], 500, "127.0.0.3")
     cpu = cpu_seconds(process) - cpu_before
     assert await get_status(process.base, f"/ping/{UNKNOWN}", "127.0.0.3") == 404  # a typo
     report = json.loads(await flood.stdout.readline())
     assert await flood.wait() == 0
+    after = await ping_latencies(process.base, uuids[0], 500, "127.0.0.3")
+    # Quiet is the slower of the windows either side, so a load that the machine's other work
+    # puts on one window does not pass for the flood's doing, nor hide it.
+    quiet = max(p99_ms(before), p99_ms(after))
     seen = {int(status): n for status, n in report["seen"].items()}
     total, took = sum(seen.values()), report["seconds"]
     print(f"\n{total} guesses in {took:.1f}s ({total / took:.0f}/s): {seen}; "
-          f"other source's ping p99 {p99_ms(baseline):.1f} ms before, "
-          f"{p99_ms(under_flood):.1f} ms during; daemon CPU {cpu:.2f}s "
+          f"other source's ping p99 {p99_ms(before):.1f} ms before, "
+          f"{p99_ms(under_flood):.1f} ms during, {p99_ms(after):.1f} ms after; "
+          f"daemon CPU {cpu:.2f}s "
           f"in {sum(under_flood):.2f}s")  # fmt: skip
     assert set(seen) == {404, 429}
     # The flood's first 32 requests are looked up at once; once it is plainly guessing, its
@@ -427,7 +433,7 @@ async def test_a_flood_of_404_guesses_is_limited_and_real_pings_go_on(
     # Refusals go out one at a time, REFUSAL_RATE a second, however many connections wait
     # for them: the flood is slowed to that pace instead of spinning.
     assert REFUSAL_RATE * (took - 1) / 2 <= seen[429] <= 1.1 * REFUSAL_RATE * took + 32
-    assert p99_ms(under_flood) < max(2 * p99_ms(baseline), 20)  # 20 ms: this machine's noise
+    assert p99_ms(under_flood) < max(2 * quiet, 20)  # 20 ms: this machine's noise
     # Once the flood stops, the source is let in again as its bucket refills.
     deadline = time.monotonic() + (MISS_BURST + 2) / MISS_RATE
     while (status := await get_status(process.base, f"/ping/{uuids[1]}", "127.0.0.2")) != 200:
