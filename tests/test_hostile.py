@@ -424,8 +424,7 @@ async def test_a_flood_of_404_guesses_is_limited_and_real_pings_go_on(
     print(f"\n{total} guesses in {took:.1f}s ({total / took:.0f}/s): {seen}; "
           f"other source's ping p99 {p99_ms(before):.1f} ms before, "
           f"{p99_ms(under_flood):.1f} ms during, {p99_ms(after):.1f} ms after; "
-          f"daemon CPU {cpu:.2f}s "
-          f"in {sum(under_flood):.2f}s")  # fmt: skip
+          f"daemon CPU {cpu:.2f}s in {sum(under_flood):.2f}s")  # fmt: skip
     assert set(seen) == {404, 429}
     # The flood's first 32 requests are looked up at once; once it is plainly guessing, its
     # requests take turns, so it gets its burst and then MISS_RATE 404s a second, no more.
