@@ -21,7 +21,7 @@ from heartbeatd import api_schema, badges, model
 from heartbeatd.api_openapi import OPENAPI
 from heartbeatd.api_schema import Channel, Site
 from heartbeatd.errors import BadRequest, Conflict, HeartbeatdError, NotFound
-from heartbeatd.model import Check
+from heartbeatd.model import UNIQUE_KEY_LENGTH, Check
 from heartbeatd.notify import iso
 from heartbeatd.ping import UUID_FORM
 from heartbeatd.store import ApiKey, CheckDefinition
@@ -33,7 +33,6 @@ PREFIX = "/api/v{version:[123]}"
 MAX_BODY = 1_000_000
 KEY_LENGTH = 32
 CHUNK = 64 * 1024
-UNIQUE_KEY_LENGTH = 40
 MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z: the largest a date can show
 MAX_PINGS = 1000
 MAX_PING_NUMBER_DIGITS = 18  # past this, SQLite's integers overflow
@@ -87,12 +86,8 @@ class Call:
 
     async def find(self, code: str, by_unique_key: bool = False) -> Check:
         """The check with UUID `code` (or, for reads, unique_key `code`); 404 if none."""
-        if UUID_FORM.match(code):
-            return await self.store.check_by_uuid(code)
-        if by_unique_key and len(code) == UNIQUE_KEY_LENGTH:
-            for check in await self.store.list_checks():
-                if api_schema.unique_key(check.uuid) == code:
-                    return check
+        if UUID_FORM.match(code) or (by_unique_key and len(code) == UNIQUE_KEY_LENGTH):
+            return await self.store.check_by_key(code)
         raise NotFound()
 
     async def find_writable(self, code: str) -> Check:

@@ -13,7 +13,6 @@ are body_rules.py's, and a check's other rules (assertions) are kept across upda
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +21,7 @@ from typing import Any
 
 from heartbeatd import model, rules
 from heartbeatd.errors import BadRequest
-from heartbeatd.model import Check, Status
+from heartbeatd.model import Check, Status, unique_key
 from heartbeatd.notify import iso
 from heartbeatd.rules import CheckRules
 from heartbeatd.schedule import validate_cron, validate_tz
@@ -276,11 +275,6 @@ def with_body_rules(current: CheckRules, given: Mapping[str, Any]) -> CheckRules
         return rules.from_config(table)
     except rules.RuleError as e:
         raise BadRequest(f"json validation error: {e.key}: {e}") from None
-
-
-def unique_key(check_uuid: str) -> str:
-    """The read-only identifier: sha1 of the first 16 hex digits of the UUID (Healthchecks')."""
-    return hashlib.sha1(uuid.UUID(check_uuid).hex[:16].encode()).hexdigest()
 
 
 def api_status(check: Check, now: float, version: int) -> str:

@@ -24,6 +24,20 @@ from heartbeatd.web_keys import CLOCK, CONFIG, DISPATCHER, MONITOR, STORE, TEMPL
 log = logging.getLogger("heartbeatd")
 
 
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",  # a ping body served as text stays text
+    "Content-Security-Policy": "frame-ancestors 'none'",  # no page of ours inside another site
+    "X-Frame-Options": "DENY",  # the same, for browsers without CSP's frame-ancestors
+    "Referrer-Policy": "same-origin",  # page addresses name checks: keep them on this site
+}
+
+
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer carries them, pings too: a few bytes, and no route can forget them."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
 def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     """The whole daemon as an aiohttp app; tests build it the same way with a ManualClock."""
     app = web.Application(middlewares=[limit_misses])  # 404 guesses: see ratelimit.py
@@ -62,6 +76,7 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
         log.info("stopped; database closed")
 
     app.cleanup_ctx.append(lifetime)
+    app.on_response_prepare.append(add_security_headers)
     app.add_routes(ping.routes)
     app.add_routes(views.routes)
     app.add_routes(views_actions.routes)

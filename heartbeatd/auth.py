@@ -1,8 +1,10 @@
-"""Logins for the web UI: scrypt password hashes, session cookies and CSRF tokens.
+"""Logins for the web UI: scrypt password hashes, session cookies, CSRF tokens, roles, and the
+sign-in header of a proxy in front (Authelia, Authentik, oauth2-proxy, Tailscale serve).
 
 Only hashes are stored: a password's scrypt (its parameters kept in the string, so they can be
 raised later without invalidating old hashes) and the sha256 of a session's cookie token, so a
-copy of the database cannot be used to log in.
+copy of the database cannot be used to log in. A user is an admin, who changes things, or a
+viewer, who reads statuses but never sees a ping URL (exposure.py says who reads what).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from heartbeatd.config import Config
 from heartbeatd.errors import HeartbeatdError
+from heartbeatd.exposure import anyone_may_read, is_local
 from heartbeatd.web_keys import CLOCK, CONFIG, STORE
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # ~50 ms and 16 MiB per guess
@@ -27,6 +29,8 @@ SESSION_COOKIE = "heartbeatd_session"
 LOGIN_COOKIE = "heartbeatd_login"  # the login form's CSRF token, before there is a session
 SESSION_LIFETIME = 30 * 86400.0
 DEFAULT_USER = "admin"
+ADMIN, VIEWER = "admin", "viewer"
+MAX_HEADER_USER = 100  # a longer name in the sign-in header is no user of ours
 
 
 class Forbidden(HeartbeatdError):
@@ -38,6 +42,12 @@ class Forbidden(HeartbeatdError):
 class User:
     name: str
     csrf: str
+    role: str = ADMIN
+    by_header: bool = False  # signed in by the proxy's header: there is no session to end
+
+    @property
+    def admin(self) -> bool:
+        return self.role == ADMIN
 
 
 def hash_password(password: str) -> str:
@@ -73,32 +83,28 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()  # bad bytes: no match
 
 
-def is_public(config: Config) -> bool:
-    """`[ui] public`, or by default: public only when nobody off this machine can connect."""
-    if config.ui_public is not None:
-        return config.ui_public
-    host = config.host
-    if host == "localhost":
-        return True
+def from_trusted_proxy(request: web.Request) -> bool:
+    """Whether the peer is one of `trusted_proxies`, whose forwarding headers are believed."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        peer = ipaddress.ip_address(request.remote or "")
     except ValueError:
         return False
+    return any(peer in network for network in request.app[CONFIG].trusted_proxies)
 
 
 def came_over_https(request: web.Request) -> bool:
     """Directly, or through a trusted proxy that says so (X-Forwarded-Proto)."""
     if request.secure:
         return True
-    try:
-        peer = ipaddress.ip_address(request.remote or "")
-    except ValueError:
-        return False
-    trusted = any(peer in network for network in request.app[CONFIG].trusted_proxies)
-    return trusted and request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+    forwarded = request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+    return forwarded and from_trusted_proxy(request)
 
 
 async def current_user(request: web.Request) -> User | None:
+    """Who is signed in: by the proxy's header, or by a session cookie."""
+    by_header = await header_user(request)
+    if by_header is not None:
+        return by_header
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
@@ -107,19 +113,48 @@ async def current_user(request: web.Request) -> User | None:
     return User(*found) if found else None
 
 
-async def viewer(request: web.Request) -> User | None:
-    """The logged-in user, or None on a public instance; otherwise off to the login page."""
+async def header_user(request: web.Request) -> User | None:
+    """The user `[ui] trusted_header` names, believed only from a trusted proxy: anyone else
+    could send the header too. A name that is no user here gets `trusted_header_role`.
+
+    There is no session, so the CSRF token is derived from the name under an instance secret:
+    the same on every page, unknowable to another site."""
+    config = request.app[CONFIG]
+    if not config.ui_trusted_header or not from_trusted_proxy(request):
+        return None
+    name = request.headers.get(config.ui_trusted_header, "").strip()
+    if not name or len(name) > MAX_HEADER_USER:
+        return None
+    store = request.app[STORE]
+    role = await store.role_of(name) or config.ui_trusted_header_role
+    secret = await store.instance_secret("csrf_key")
+    message = f"csrf\0{name}".encode("utf-8", "surrogatepass")
+    csrf = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return User(name, csrf, role, by_header=True)
+
+
+async def reader(request: web.Request) -> User | None:
+    """The signed-in user, or None for a visitor the status page is open to (a public page, a
+    local visitor); anyone else is sent to the login page."""
     user = await current_user(request)
-    if user is None and not is_public(request.app[CONFIG]):
+    if user is None and not anyone_may_read(request):
         raise to_login(request)
     return user
 
 
-async def require_user(request: web.Request) -> User:
-    """The logged-in user making a change; the login page for anyone else."""
+def sees_secrets(request: web.Request, user: User | None) -> bool:
+    """Whether ping URLs and badge links are shown: to an admin and to a local visitor, never
+    to a viewer or the visitor of a public page (a ping URL lets its holder silence a check)."""
+    return user.admin if user is not None else is_local(request)
+
+
+async def require_admin(request: web.Request) -> User:
+    """The admin making a change; the login page for anyone not signed in, 403 for a viewer."""
     user = await current_user(request)
     if user is None:
         raise to_login(request)
+    if not user.admin:
+        raise Forbidden(f"{user.name} is a viewer: only an admin can change checks")
     return user
 
 
@@ -129,8 +164,13 @@ def to_login(request: web.Request) -> web.HTTPSeeOther:
 
 
 def check_csrf(expected: str, given: object) -> None:
-    """Refuse a form whose token is not the session's (compared in constant time)."""
-    if not isinstance(given, str) or not hmac.compare_digest(given.encode(), expected.encode()):
+    """Refuse a form whose token is not the session's (compared in constant time). No token
+    to expect (no login cookie) refuses every form: an empty field must not match it."""
+    if (
+        not expected
+        or not isinstance(given, str)
+        or not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())
+    ):
         raise Forbidden("the form has expired or did not come from this site; reload and retry")
 
 
@@ -150,6 +190,7 @@ async def start_session(request: web.Request, response: web.StreamResponse, user
 
 
 async def end_session(request: web.Request, response: web.StreamResponse) -> None:
+    """Log out: the session's row and cookie go (a header sign-in ends at the proxy)."""
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         await request.app[STORE].end_session(token_hash(token))

@@ -67,13 +67,16 @@ class Config:
     trusted_proxies: tuple[Network, ...] = ()
     startup_grace: float | None = None
     enable_shell: bool = False
-    metrics_key: str = ""  # empty: /metrics is public
+    metrics_key: str = ""  # empty: /metrics answers local visitors only (exposure.py)
+    metrics_public: bool = False  # /metrics without a key, to anyone who reaches it
     self_ping_url: str = ""  # another monitor that expects a ping from heartbeatd itself
     self_ping_interval: float = 60.0
     checks: tuple[CheckDefinition, ...] = ()
     notifiers: tuple[NotifierSpec, ...] = (IMPLICIT_LOG,)
     source: str | None = None
-    ui_public: bool | None = None  # [ui] public; None: public only when listening on loopback
+    ui_public: bool | None = None  # [ui] public; None: local visitors only (exposure.py)
+    ui_trusted_header: str = ""  # [ui] trusted_header: a proxy's sign-in, e.g. Remote-User
+    ui_trusted_header_role: str = "viewer"  # the role of a header's name that is no user here
 
     @property
     def host(self) -> str:
@@ -183,11 +186,14 @@ SETTINGS: dict[str, Callable[[object], Any]] = {
     "startup_grace": _duration,
     "enable_shell": _flag,
     "metrics_key": _secret,
+    "metrics_public": _flag,
     "self_ping_url": _ping_url,
     "self_ping_interval": _self_ping_interval,
 }
 TABLES = ("check", "notifier", "ui")
-UI_KEYS = ("public",)
+UI_KEYS = ("public", "trusted_header", "trusted_header_role")
+ROLES = ("admin", "viewer")
+HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
 # -- loading ------------------------------------------------------------------------------
@@ -198,6 +204,7 @@ def load_config(path: Path | None, env: Mapping[str, str], flags: Mapping[str, s
     values: dict[str, Any] = {}
     checks: tuple[CheckDefinition, ...] = ()
     notifiers: tuple[NotifierSpec, ...] = ()
+    lines: Lines | None = None
     if path is not None:
         document, lines = _read(path)
         for key, value in document.items():
@@ -215,13 +222,14 @@ def load_config(path: Path | None, env: Mapping[str, str], flags: Mapping[str, s
         _refuse_shell_unless_enabled(notifiers, values.get("enable_shell", False))
         checks = tuple(_checks(document.get("check", []), path, lines, notifiers))
         if "ui" in document:
-            values["ui_public"] = _ui(document["ui"], path, lines)
+            values.update(_ui(document["ui"], path, lines))
     for key in SETTINGS:
         variable = f"HEARTBEATD_{key.upper()}"
         if variable in env:
             values[key] = _setting(key, env[variable], "environment", None, variable)
     for key, value in flags.items():
         values[key] = _setting(key, value, "command line", None, f"--{key.replace('_', '-')}")
+    _header_needs_proxies(values, path, lines)
     listen = values.get("listen", DEFAULT_LISTEN)
     values.setdefault("site_url", default_site_url(listen))
     return Config(
@@ -232,8 +240,9 @@ def load_config(path: Path | None, env: Mapping[str, str], flags: Mapping[str, s
     )
 
 
-def _ui(value: object, path: Path, lines: Lines) -> bool | None:
-    """The [ui] table: who may see the status page without logging in."""
+def _ui(value: object, path: Path, lines: Lines) -> dict[str, Any]:
+    """The [ui] table: who may see the status page without logging in, and how a proxy in
+    front may sign people in."""
     if not isinstance(value, dict):
         raise ConfigError(str(path), lines.line(None, "ui"), "ui", "write it as a [ui] table")
     for key in value:
@@ -242,14 +251,50 @@ def _ui(value: object, path: Path, lines: Lines) -> bool | None:
             raise ConfigError(
                 str(path), line, f"ui.{key}", f"unknown key; [ui] takes {', '.join(UI_KEYS)}"
             )
-    if "public" not in value:
-        return None
-    if not isinstance(value["public"], bool):
-        line = lines.line("ui", "public")
+    parsers: dict[str, Callable[[object], Any]] = {
+        "public": _strict_flag,
+        "trusted_header": _header_name,
+        "trusted_header_role": _role,
+    }
+    found: dict[str, Any] = {}
+    for key, parse in parsers.items():
+        if key in value:
+            try:
+                found[f"ui_{key}"] = parse(value[key])
+            except ValueError as e:
+                raise ConfigError(str(path), lines.line("ui", key), f"ui.{key}", str(e)) from None
+    return found
+
+
+def _strict_flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _header_name(value: object) -> str:
+    text = _text(value)
+    if not HEADER_NAME.fullmatch(text):
+        raise ValueError(f"expected an HTTP header name like 'Remote-User', got {value!r}")
+    return text
+
+
+def _role(value: object) -> str:
+    if value not in ROLES:
+        raise ValueError(f"expected one of {', '.join(ROLES)}, got {value!r}")
+    return str(value)
+
+
+def _header_needs_proxies(
+    values: Mapping[str, Any], path: Path | None, lines: Lines | None
+) -> None:
+    """A sign-in header believed from anyone would let anyone claim to be the admin."""
+    if values.get("ui_trusted_header") and not values.get("trusted_proxies"):
+        line = lines.line("ui", "trusted_header") if lines else None
         raise ConfigError(
-            str(path), line, "ui.public", f"expected true or false, got {value['public']!r}"
-        )
-    return value["public"]
+            str(path), line, "ui.trusted_header",
+            "needs trusted_proxies: the header is believed only from the proxy that sets it",
+        )  # fmt: skip
 
 
 def _refuse_shell_unless_enabled(notifiers: tuple[NotifierSpec, ...], enabled: bool) -> None:

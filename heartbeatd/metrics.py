@@ -3,7 +3,8 @@
 Written by hand: a family is a HELP line, a TYPE line and its samples, and label values need
 three escapes, so prometheus-client would bring a dependency and a global registry for a page
 of code. Checks are labelled by name, slug and tags, never by UUID: the UUID is the secret of
-a check's ping URL, and /metrics is public unless `metrics_key` is set.
+a check's ping URL. /metrics answers who presents `metrics_key`, or without one a local
+scraper (exposure.py), or anyone when `metrics_public = true`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from aiohttp import web
 
+from heartbeatd.exposure import is_local
 from heartbeatd.model import Check, Status, status_at
 from heartbeatd.web_keys import CLOCK, CONFIG, DISPATCHER, MONITOR, STORE
 
@@ -172,6 +174,15 @@ def render_daemon(
     out.sample("heartbeatd_start_time_seconds", stats.started)
 
 
+def may_scrape(request: web.Request) -> bool:
+    """With `metrics_key`, who presents it; without, a local scraper, or anyone if
+    `metrics_public`: the metrics name every check, its tags and its status."""
+    config = request.app[CONFIG]
+    if config.metrics_key:
+        return authorized(request, config.metrics_key)
+    return config.metrics_public or is_local(request)
+
+
 def authorized(request: web.Request, key: str) -> bool:
     """`Authorization: Bearer <key>` or `?key=<key>`, compared in constant time."""
     header = request.headers.get("Authorization", "")
@@ -184,8 +195,7 @@ def authorized(request: web.Request, key: str) -> bool:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
-    key = app[CONFIG].metrics_key
-    if key and not authorized(request, key):
+    if not may_scrape(request):
         return web.Response(
             status=401,
             text="unauthorized",

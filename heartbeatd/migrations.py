@@ -167,6 +167,11 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX pings_check_n;
     CREATE INDEX pings_check_n_kind ON pings (check_id, n, kind);
     """,
+    # 8: roles: an admin changes things, a viewer only reads (and never sees ping URLs); users
+    # made before roles existed were all admins
+    """
+    ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';  -- admin | viewer
+    """,
 )
 
 

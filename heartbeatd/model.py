@@ -6,7 +6,9 @@ write transactions, so the rules and the SQL stay apart and the rules are tested
 
 from __future__ import annotations
 
+import hashlib
 import re
+import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -245,3 +247,12 @@ def status_at(check: Check, now: float) -> Status:
     if late is not None and now >= late:
         return Status.GRACE
     return Status.UP
+
+
+UNIQUE_KEY_LENGTH = 40
+
+
+def unique_key(check_uuid: str) -> str:
+    """The read-only identifier: sha1 of the first 16 hex digits of the UUID (Healthchecks').
+    It names a check in links and to read-only readers without giving away its ping URL."""
+    return hashlib.sha1(uuid.UUID(check_uuid).hex[:16].encode()).hexdigest()

@@ -23,7 +23,7 @@ import aiosqlite
 from heartbeatd import apikeys, assertions, model, ping_metrics, rules
 from heartbeatd.errors import Conflict, NotFound, Unavailable
 from heartbeatd.migrations import migrate
-from heartbeatd.model import Check, CheckDefinition, Flip
+from heartbeatd.model import UNIQUE_KEY_LENGTH, Check, CheckDefinition, Flip, unique_key
 from heartbeatd.writer import Writer, connect
 
 CHECK_COLUMNS = (
@@ -750,31 +750,49 @@ class Store:
             raise NotFound()
         return _check(row)
 
+    async def check_by_key(self, key: str) -> Check:
+        """The check with UUID `key`, or with unique_key `key` (the read-only identifier that
+        page links use); NotFound if none."""
+        if len(key) == UNIQUE_KEY_LENGTH:
+            for check in await self.list_checks():
+                if unique_key(check.uuid) == key:
+                    return check
+            raise NotFound()
+        return await self.check_by_uuid(key)
+
     async def badge_secret(self) -> str:
-        """The instance's badge key: badge URLs are derived from it, never from ping URLs.
-        Made on first use; read without the writer after that, as every badge request needs it."""
-        async with self._reader.execute("SELECT value FROM meta WHERE key = 'badge_key'") as cur:
+        """The instance's badge key: badge URLs are derived from it, never from ping URLs."""
+        return await self.instance_secret("badge_key")
+
+    async def instance_secret(self, key: str) -> str:
+        """A random secret of this instance, named `key` in meta: made on first use, read
+        without the writer after that, as every request that needs one reads it."""
+        async with self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
             row = await cur.fetchone()
         if row is not None:
             return str(row[0])
 
         def run(conn: sqlite3.Connection) -> str:
             conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('badge_key', ?)",
-                (secrets.token_urlsafe(16),),
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                (key, secrets.token_urlsafe(16)),
             )
-            return str(conn.execute("SELECT value FROM meta WHERE key = 'badge_key'").fetchone()[0])
+            return str(conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
 
         return await self._writer.run(run)  # no check changes: the ping cache stays valid
 
-    async def set_password(self, name: str, password_hash: str, now: float) -> None:
-        """Create the user or change their password; a change ends all their sessions."""
+    async def set_password(
+        self, name: str, password_hash: str, now: float, role: str | None = None
+    ) -> None:
+        """Create the user (an admin unless `role` says otherwise) or change their password,
+        and their role if given; a change ends all their sessions."""
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO users (name, password, created) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET password = excluded.password",
-                (name, password_hash, now),
+                "INSERT INTO users (name, password, created, role) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET password = excluded.password, "
+                "role = coalesce(?, role)",
+                (name, password_hash, now, role or "admin", role),
             )
             conn.execute(
                 "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = ?)",
@@ -782,6 +800,43 @@ class Store:
             )
 
         await self._writer.run(run)  # no check changes: the ping cache stays valid
+
+    async def add_user(self, name: str, password_hash: str, role: str, now: float) -> None:
+        """A new user; Conflict if the name is taken (set_password changes an existing one)."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    "INSERT INTO users (name, password, created, role) VALUES (?, ?, ?, ?)",
+                    (name, password_hash, now, role),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"there is a user {name!r} already") from None
+
+        await self._writer.run(run)  # no check changes: the ping cache stays valid
+
+    async def remove_user(self, name: str) -> None:
+        """Delete the user and so their sessions; NotFound for an unknown name."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFound(f"no user {name!r}")
+
+        await self._writer.run(run)  # no check changes: the ping cache stays valid
+
+    async def users(self) -> list[dict[str, Any]]:
+        """Every user: name, role, when created, and whether a password can log them in."""
+        async with self._reader.execute(
+            "SELECT name, role, created, password LIKE 'scrypt$%' FROM users ORDER BY name"
+        ) as cur:
+            rows = await cur.fetchall()
+        return [{"name": r[0], "role": r[1], "created": r[2], "password": bool(r[3])} for r in rows]
+
+    async def role_of(self, name: str) -> str | None:
+        """A user's role, or None for a name that is no user here."""
+        async with self._reader.execute("SELECT role FROM users WHERE name = ?", (name,)) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
 
     async def password_of(self, name: str) -> tuple[int, str] | None:
         """(user id, stored hash), or None for an unknown user."""
@@ -810,15 +865,15 @@ class Store:
 
         await self._writer.run(run)  # no check changes: the ping cache stays valid
 
-    async def session(self, token_hash: str, now: float) -> tuple[str, str] | None:
-        """(user name, CSRF token) of a live session, or None."""
+    async def session(self, token_hash: str, now: float) -> tuple[str, str, str] | None:
+        """(user name, CSRF token, role) of a live session, or None."""
         async with self._reader.execute(
-            "SELECT u.name, s.csrf FROM sessions s JOIN users u ON u.id = s.user_id "
+            "SELECT u.name, s.csrf, u.role FROM sessions s JOIN users u ON u.id = s.user_id "
             "WHERE s.token_hash = ? AND s.expires > ?",
             (token_hash, now),
         ) as cur:
             row = await cur.fetchone()
-        return (row[0], row[1]) if row else None
+        return (row[0], row[1], row[2]) if row else None
 
     async def end_session(self, token_hash: str) -> None:
         await self._writer.run(  # no check changes: the ping cache stays valid

@@ -22,10 +22,10 @@ from markupsafe import Markup, escape
 
 from heartbeatd import badges
 from heartbeatd.assertions import Percentile, show_all
-from heartbeatd.auth import User, viewer
+from heartbeatd.auth import User, reader, sees_secrets
 from heartbeatd.durations import format_duration, format_elapsed
 from heartbeatd.errors import plain_errors
-from heartbeatd.model import Check, Status, late_at, status_at
+from heartbeatd.model import Check, Status, late_at, status_at, unique_key
 from heartbeatd.rules import CheckRules
 from heartbeatd.schedule import in_words, upcoming, zone
 from heartbeatd.web_keys import CLOCK, CONFIG, STORE, TEMPLATES
@@ -35,6 +35,9 @@ routes = web.RouteTableDef()
 ORDER = {"down": 0, "late": 1, "started": 2, "up": 3, "new": 4, "paused": 5}
 STATUSES = tuple(ORDER)
 UUID_PATH = "{uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}}"
+# a check page by its UUID or by its unique_key, which is what links use: a page address ends
+# up in proxy logs, browser history and Referer headers, and a UUID there is a ping URL
+KEY_PATH = "{key:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{40}}"
 STRIP_RUNS = 30
 BODY_PREVIEW = 120
 
@@ -118,6 +121,7 @@ def run_strip(codes: str) -> Markup:
 
 
 schedule_words = lru_cache(maxsize=4096)(in_words)  # cron's explain() is slow; schedules repeat
+link_key = lru_cache(maxsize=65536)(unique_key)  # a sha1 per row per poll adds up
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,7 @@ class Row:
     """What a dashboard row shows but its relative times, which change every second."""
 
     uuid: str
+    key: str  # the unique_key the row links by
     name: str
     tags: tuple[str, ...]
     status: str
@@ -175,6 +180,7 @@ def dashboard_row(check: Check, now: float, runs: str) -> Row:
     status = shown_status(check, now)
     return Row(
         uuid=check.uuid,
+        key=link_key(check.uuid),
         name=check.name,
         tags=tuple(check.tags.split()),
         status=status,
@@ -202,7 +208,7 @@ def render(
 @plain_errors
 async def dashboard(request: web.Request) -> web.Response:
     """Every check, down first; `?status=` and `?tag=` filter, `?partial=rows` is the poll."""
-    user = await viewer(request)
+    user = await reader(request)
     app = request.app
     now = app[CLOCK].now()
     store = app[STORE]
@@ -219,7 +225,7 @@ async def dashboard(request: web.Request) -> web.Response:
         response.headers["X-Down-Count"] = str(counts["down"])  # the poll updates the title
         return response
     tags = sorted({t for r in rows for t in r.tags})
-    secret = await store.badge_secret() if user else ""
+    secret = await store.badge_secret() if user and user.admin else ""
     return render(
         request,
         "dashboard.html",
@@ -231,15 +237,15 @@ async def dashboard(request: web.Request) -> web.Response:
         tags=tags,
         status=status,
         tag=tag,
-        badges={t: badges.badge_urls(secret, t) for t in ["", *tags]} if user else {},
+        badges={t: badges.badge_urls(secret, t) for t in ["", *tags]} if secret else {},
     )
 
 
-@routes.get(f"/checks/{UUID_PATH}")
+@routes.get(f"/checks/{KEY_PATH}")
 @plain_errors
 async def check_page(request: web.Request) -> web.Response:
-    user = await viewer(request)
-    check = await request.app[STORE].check_by_uuid(request.match_info["uuid"])
+    user = await reader(request)
+    check = await request.app[STORE].check_by_key(request.match_info["key"])
     return await check_page_response(request, user, check)
 
 
@@ -257,9 +263,10 @@ async def check_page_response(
          "next_attempt": moment(n["next_attempt"], now)}
         for n in await store.outbox(50, check.id)
     ]  # fmt: skip
-    secret = await store.badge_secret()
     site = app[CONFIG].site_url
     metric = main_metric(check.rules, pings)
+    shown = sees_secrets(request, user)
+    secret = await store.badge_secret() if shown else ""
     return render(
         request,
         "check.html",
@@ -277,9 +284,10 @@ async def check_page_response(
         metric_chart=metric_chart(metric, pings, check.rules) if metric else None,
         rules=check.rules.describe(),
         upcoming=expected_times(check, now),
-        ping_url=f"{site}/ping/{check.uuid}",
-        examples=examples(check, site),
-        badges=badges.check_badge_urls(secret, check),
+        secrets=shown,
+        ping_url=f"{site}/ping/{check.uuid}" if shown else "",
+        examples=examples(check, site) if shown else {},
+        badges=badges.check_badge_urls(secret, check) if shown else {},
         site_url=site,
         message=message,
     )

@@ -17,7 +17,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from heartbeatd import auth, model
-from heartbeatd.auth import Forbidden, User, check_csrf, require_user
+from heartbeatd.auth import Forbidden, User, check_csrf, require_admin
 from heartbeatd.config import SLUG
 from heartbeatd.durations import format_duration, parse_bounded_duration
 from heartbeatd.errors import BadRequest, plain_errors
@@ -186,7 +186,7 @@ def rearm(request: web.Request, check: Check) -> None:
 @routes.get("/checks/new")
 @plain_errors
 async def new_form(request: web.Request) -> web.Response:
-    user = await require_user(request)
+    user = await require_admin(request)
     return render(request, "check_form.html", user=user, values=form_values(None), errors={},
                   check=None)  # fmt: skip
 
@@ -194,7 +194,7 @@ async def new_form(request: web.Request) -> web.Response:
 @routes.post("/checks/new")
 @plain_errors
 async def create(request: web.Request) -> web.Response:
-    user = await require_user(request)
+    user = await require_admin(request)
     values = await submitted(request, user)
     definition, errors = parse_form(values, None)
     if definition is None:
@@ -215,7 +215,7 @@ async def editable(request: web.Request) -> Check:
 @routes.get(f"/checks/{UUID_PATH}/edit")
 @plain_errors
 async def edit_form(request: web.Request) -> web.Response:
-    user = await require_user(request)
+    user = await require_admin(request)
     check = await editable(request)
     return render(request, "check_form.html", user=user, values=form_values(check), errors={},
                   check=check)  # fmt: skip
@@ -224,7 +224,7 @@ async def edit_form(request: web.Request) -> web.Response:
 @routes.post(f"/checks/{UUID_PATH}/edit")
 @plain_errors
 async def edit(request: web.Request) -> web.Response:
-    user = await require_user(request)
+    user = await require_admin(request)
     values = await submitted(request, user)
     check = await editable(request)
     definition, errors = parse_form(values, check)
@@ -247,7 +247,7 @@ async def edit(request: web.Request) -> web.Response:
 
 
 async def acting_user(request: web.Request) -> User:
-    user = await require_user(request)
+    user = await require_admin(request)
     check_csrf(user.csrf, (await posted(request)).get("csrf"))
     return user
 

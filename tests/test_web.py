@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from heartbeatd import rules
-from heartbeatd.auth import hash_password, is_public, verify_password
+from heartbeatd.auth import hash_password, verify_password
 from heartbeatd.cli import cli
 from heartbeatd.config import ConfigError, load_config
+from heartbeatd.exposure import local_only
 from heartbeatd.schedule import Schedule, in_words
 from tests.conftest import Daemon, eventually
 
@@ -186,18 +187,27 @@ async def test_an_unknown_check_is_404(daemon: Daemon) -> None:
 # -- access -----------------------------------------------------------------------------
 
 
-def test_the_ui_is_public_by_default_only_on_loopback(make_config: Any) -> None:
-    assert is_public(make_config(listen="127.0.0.1:8000"))
-    assert is_public(make_config(listen="[::1]:8000"))
-    assert not is_public(make_config(listen="0.0.0.0:8000"))
-    assert not is_public(make_config(PRIVATE, listen="127.0.0.1:8000"))
-    assert is_public(make_config("[ui]\npublic = true\n", listen="0.0.0.0:8000"))
+def test_only_a_loopback_listener_with_no_proxy_and_a_local_site_is_local(make_config: Any) -> None:
+    assert local_only(make_config(listen="127.0.0.1:8000"))
+    assert local_only(make_config(listen="[::1]:8000"))
+    assert not local_only(make_config(listen="0.0.0.0:8000"))
+    assert not local_only(make_config(listen="127.0.0.1:8000", trusted_proxies="127.0.0.1"))
+    assert not local_only(make_config(listen="127.0.0.1:8000", site_url="https://hb.example.net"))
 
 
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ("[ui]\npublik = true\n", ":2: ui.publik: unknown key; [ui] takes public"),
+        (
+            "[ui]\npublik = true\n",
+            ":2: ui.publik: unknown key; [ui] takes public, trusted_header, trusted_header_role",
+        ),
+        ('[ui]\ntrusted_header = "X User"\n', ":2: ui.trusted_header: expected an HTTP header"),
+        ('[ui]\ntrusted_header_role = "root"\n', ":2: ui.trusted_header_role: expected one of"),
+        (
+            '\n[ui]\ntrusted_header = "Remote-User"\n',
+            ":3: ui.trusted_header: needs trusted_proxies: the header is believed only from",
+        ),
         ('\n[ui]\npublic = "yes"\n', ":3: ui.public: expected true or false, got 'yes'"),
         ("ui = 1\n", ":1: ui: write it as a [ui] table"),
     ],
@@ -207,7 +217,7 @@ def test_ui_config_mistakes_name_file_and_line(tmp_path: Path, toml: str, messag
     path.write_text(toml)
     with pytest.raises(ConfigError) as e:
         load_config(path, {}, {})
-    assert str(e.value) == f"{path}{message}"
+    assert str(e.value).startswith(f"{path}{message}")
 
 
 async def test_a_private_ui_sends_visitors_to_the_login_page(start_daemon: Any) -> None:

@@ -115,31 +115,108 @@ def _audit_change(before: dict[str, Any] | None, after: dict[str, Any] | None) -
 
 @click.group()
 def user() -> None:
-    """Users who can log in to the web UI."""
+    """Users who can sign in to the web UI: admins change checks, viewers only read."""
+
+
+ROLE_OPTION = click.option(
+    "--role", type=click.Choice(["admin", "viewer"]),
+    help="admin: changes checks; viewer: reads statuses, never sees a ping URL",
+)  # fmt: skip
+STDIN_OPTION = click.option(
+    "--stdin", "from_stdin", is_flag=True, help="read the password from standard input"
+)
+LOCKED = "!"  # the password of a user who signs in only through the proxy's header
+
+
+@user.command("add")
+@config_options
+@click.argument("name")
+@ROLE_OPTION
+@STDIN_OPTION
+@click.option("--no-password", is_flag=True, help="signs in only by [ui] trusted_header")
+def user_add(config_file: str | None, db: str | None, name: str, role: str | None,
+             from_stdin: bool, no_password: bool) -> None:  # fmt: skip
+    """Add a user (an admin unless --role viewer)."""
+    config = load(config_file, db=db)
+    hashed = LOCKED if no_password else _new_password_hash(from_stdin)
+    now = SystemClock().now()
+    chosen = role or "admin"
+
+    async def save(store: Store) -> None:
+        await store.add_user(name, hashed, chosen, now)
+        await store.record_audit(now, "cli", "user.add", name, None, {"role": chosen})
+
+    with_store(config, save)
+    click.echo(f"Added {chosen} {name!r}; sign in at {config.site_url}/login")
+
+
+@user.command("list")
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def user_list(config_file: str | None, db: str | None, as_json: bool) -> None:
+    """List users: name, role, when added, and whether a password signs them in."""
+    from heartbeatd.notify import iso
+
+    config = load(config_file, db=db)
+    users = with_store(config, lambda s: s.users())
+    for found in users:
+        found["created"] = iso(found["created"])
+    if as_json:
+        click.echo(json.dumps(users, indent=2))
+        return
+    if not users:
+        click.echo("No users yet: heartbeatd user add NAME")
+        return
+    rows = [("NAME", "ROLE", "ADDED", "SIGNS IN BY")]
+    for u in users:
+        rows.append((u["name"], u["role"], u["created"], "password" if u["password"] else "header"))
+    print_table(rows)
+
+
+@user.command("remove")
+@config_options
+@click.argument("name")
+def user_remove(config_file: str | None, db: str | None, name: str) -> None:
+    """Remove a user: their sessions end at once."""
+    config = load(config_file, db=db)
+    now = SystemClock().now()
+
+    async def remove(store: Store) -> None:
+        await store.remove_user(name)
+        await store.record_audit(now, "cli", "user.remove", name)
+
+    with_store(config, remove)
+    click.echo(f"Removed user {name!r}.")
 
 
 @user.command("set-password")
 @config_options
 @click.option("--user", "name", default="admin", show_default=True, help="the user to log in as")
-@click.option("--stdin", "from_stdin", is_flag=True, help="read the password from standard input")
-def user_set_password(config_file: str | None, db: str | None, name: str,
+@ROLE_OPTION
+@STDIN_OPTION
+def user_set_password(config_file: str | None, db: str | None, name: str, role: str | None,
                       from_stdin: bool) -> None:  # fmt: skip
     """Create a web UI user or change their password (which logs them out everywhere)."""
+    config = load(config_file, db=db)
+    hashed = _new_password_hash(from_stdin)
+    now = SystemClock().now()
+
+    async def save(store: Store) -> None:
+        await store.set_password(name, hashed, now, role)
+        await store.record_audit(now, "cli", "user.set-password", name)
+
+    with_store(config, save)
+    click.echo(f"Password set for {name!r}; log in at {config.site_url}/login")
+
+
+def _new_password_hash(from_stdin: bool) -> str:
+    """A password typed twice at a prompt, or one line of standard input, hashed."""
     from heartbeatd.auth import hash_password
 
-    config = load(config_file, db=db)
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     if len(password) < MIN_PASSWORD:
         raise click.ClickException(f"the password needs at least {MIN_PASSWORD} characters")
-    hashed = hash_password(password)
-    now = SystemClock().now()
-
-    async def save(store: Store) -> None:
-        await store.set_password(name, hashed, now)
-        await store.record_audit(now, "cli", "user.set-password", name)
-
-    with_store(config, save)
-    click.echo(f"Password set for {name!r}; log in at {config.site_url}/login")
+    return hash_password(password)

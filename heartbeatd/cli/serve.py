@@ -51,6 +51,7 @@ def serve(config_file: str | None, db: str | None, listen: str | None) -> None:
 async def _serve(app: web.Application, config: Config, reread: Callable[[], Config]) -> None:
     from aiohttp import web
 
+    from heartbeatd.exposure import summary
     from heartbeatd.reload import Reloader
     from heartbeatd.sdnotify import Systemd, stop_watchdog
     from heartbeatd.server import make_runner
@@ -65,6 +66,7 @@ async def _serve(app: web.Application, config: Config, reread: Callable[[], Conf
             raise click.ClickException(f"cannot listen on {config.listen}: {e.strerror}") from None
         addresses = ", ".join(f"{host}:{port}" for host, port, *_ in runner.addresses)
         log.info("heartbeatd %s listening on %s", __version__, addresses)
+        log.info("%s", summary(config))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
