@@ -20,6 +20,7 @@ from aiohttp import web
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from heartbeatd.model import unique_key
 from heartbeatd.notify import NotifyError, build_notifiers
 from heartbeatd.notify.apprise_urls import AppriseNotifier
 from heartbeatd.notify.matrix import MatrixNotifier
@@ -158,7 +159,7 @@ async def test_telegram_sends_down_and_up_as_messages_a_person_can_act_on(
     assert down["bold"][0] == "backup is DOWN (missed ping)"
     assert "nightly pg_dump" in down["seen"]
     assert "pg_dump: error: connection refused" in down["seen"]
-    assert f"http://hb.test/checks/{UUID}" in down["seen"]
+    assert f"http://hb.test/checks/{unique_key(UUID)}" in down["seen"]
     assert up["bold"][0] == "backup is UP again after 1h down"
 
 
@@ -209,7 +210,7 @@ async def test_telegram_cuts_a_100_kb_output_to_fit_one_message(
     assert message["bold"][0] == "backup is DOWN (missed ping)"
     assert "line 04499 <tag> & more" in message["seen"]  # the newest output is kept
     assert "line 00000" not in message["seen"]
-    assert message["seen"].endswith(f"http://hb.test/checks/{UUID}")
+    assert message["seen"].endswith(f"http://hb.test/checks/{unique_key(UUID)}")
 
 
 HOSTILE = st.text(st.sampled_from("ab <>&;/\"'\n\u00e9\U0001f525"), max_size=6000)
@@ -311,7 +312,9 @@ async def test_pushover_sends_down_urgently_and_up_quietly(
     down, up = pushover.accepted
     assert down["title"] == "backup is DOWN (missed ping)"
     assert "pg_dump: error: connection refused" in down["message"]
-    assert down["url"] == f"http://hb.test/checks/{UUID}" and "backup" in down["url_title"]
+    assert (
+        down["url"] == f"http://hb.test/checks/{unique_key(UUID)}" and "backup" in down["url_title"]
+    )
     assert (down["priority"], down["device"], down["sound"]) == ("1", "phone,tablet", "siren")
     assert down["timestamp"] == str(int(T0))
     assert up["title"] == "backup is UP again after 1h down" and up["priority"] == "0"
@@ -411,7 +414,7 @@ async def test_matrix_posts_down_and_up_to_the_room(build: Any, homeserver: Home
     assert "pg_dump: error: connection refused" in down["body"]
     assert down["formatted_body"].startswith("<b>db &lt;primary&gt; is DOWN (missed ping)</b>")
     assert "<pre><code>dumping db...\npg_dump: error" in down["formatted_body"]
-    assert f'<a href="http://hb.test/checks/{UUID}">' in down["formatted_body"]
+    assert f'<a href="http://hb.test/checks/{unique_key(UUID)}">' in down["formatted_body"]
     assert up["body"].startswith("db <primary> is UP again after 1h down")
 
 
@@ -507,7 +510,7 @@ async def test_apprise_delivers_down_and_up_through_its_urls(build: Any, sink: J
     down, up = sink.accepted
     assert down["type"] == "failure" and down["title"] == "backup is DOWN (missed ping)"
     assert "pg_dump: error: connection refused" in down["message"]
-    assert f"http://hb.test/checks/{UUID}" in down["message"]
+    assert f"http://hb.test/checks/{unique_key(UUID)}" in down["message"]
     assert up["type"] == "success" and up["title"] == "backup is UP again after 1h down"
 
 

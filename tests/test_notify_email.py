@@ -21,6 +21,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from heartbeatd.config import ConfigError
+from heartbeatd.model import unique_key
 from heartbeatd.notify import NotifyError
 from heartbeatd.notify.email import EmailNotifier
 from heartbeatd.notify.options import OptionError
@@ -169,11 +170,13 @@ async def test_it_mails_the_alert_to_every_recipient(smtp_server) -> None:
     assert message["From"] == "heartbeatd <hb@example.org>"
     assert message["To"] == "ops@example.org, dev@example.org"
     assert parsedate_to_datetime(message["Date"]).timestamp() == T0 + 60
-    assert message["Message-ID"] == f"<heartbeatd-11.{UUID}@heartbeatd>"
+    assert message["Message-ID"] == f"<heartbeatd-11.{unique_key(UUID)[:32]}@heartbeatd>"
+    assert message["X-Heartbeatd-Check"] == unique_key(UUID)
+    assert UUID not in message.as_string()  # no header or link gives the ping URL away
     body = message.get_content().replace("\r\n", "\n")
     assert body.startswith("nightly backup is DOWN (missed ping)\n")
     assert "pg_dump: error: connection refused" in body  # the job's output
-    assert f"http://hb.test/checks/{UUID}" in body
+    assert f"http://hb.test/checks/{unique_key(UUID)}" in body
     assert mail.login is None and not mail.tls
 
 
@@ -183,7 +186,7 @@ async def test_a_resent_alert_keeps_its_message_id_and_others_get_new_ones(smtp_
     await mail.send(make_event("down", outbox_id=11))
     await mail.send(make_event("down", outbox_id=11))  # after a crash: the same notification
     await mail.send(make_event("repeat", outbox_id=12))  # a reminder of the same outage
-    await mail.send(make_event("down", outbox_id=11, uuid="another-installation"))
+    await mail.send(make_event("down", outbox_id=11, uuid="0d6f3c1e-2a4b-4c5d-8e9f-a0b1c2d3e4f5"))
     ids = [m.message["Message-ID"] for m in server.mailbox.received]
     assert ids[0] == ids[1]  # the recipient's system can drop the duplicate
     assert len({ids[1], ids[2], ids[3]}) == 3  # and has no reason to drop the others
@@ -346,7 +349,8 @@ async def test_a_check_going_down_is_mailed(start_daemon, smtp_server, tmp_path)
     assert mail.rcpt_tos == ["ops@example.org"] and mail.login == USER.encode()
     assert mail.message["Subject"] == "db-dump is DOWN (missed ping)"
     assert "dumped 0 tables" in mail.message.get_content()
-    assert check.uuid in mail.message["Message-ID"]
+    assert unique_key(check.uuid)[:32] in mail.message["Message-ID"]
+    assert check.uuid not in mail.message.as_string()
     await eventually(lambda: _all_sent(daemon))
 
 

@@ -21,6 +21,7 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from heartbeatd.model import unique_key
 from heartbeatd.notify import NotifyError
 from heartbeatd.notify.discord import DiscordNotifier, description
 from heartbeatd.notify.gotify import GotifyNotifier
@@ -46,7 +47,7 @@ DISCORD_ID = "1234567890123456789"
 DISCORD_TOKEN = "a1B2c3-D4e5_F6g7H8i9J0kLmNoPqRsTuVwXyZ"
 SLACK_PATH = "/services/T0001/B0002/XXXXsecretXXXX"
 HOSTILE_NAME = "**@everyone** <!channel> <@&123> [x](http://evil) & `code`"
-CHECK_URL = f"http://hb.test/checks/{UUID}"
+CHECK_URL = f"http://hb.test/checks/{unique_key(UUID)}"
 
 
 @pytest.fixture
@@ -683,7 +684,7 @@ default = true
     services = (ntfy, gotify, discord, slack)
     await eventually(lambda: all(service.accepted for service in services))
     assert ntfy.accepted[0]["title"] == "backup is DOWN (missed ping)"
-    assert ntfy.accepted[0]["click"].endswith(f"/checks/{check.uuid}")
+    assert ntfy.accepted[0]["click"].endswith(f"/checks/{unique_key(check.uuid)}")
     assert gotify.accepted[0]["title"] == "backup is DOWN (missed ping)"
     assert "pg_dump: error" in discord.accepted[0]["embeds"][0]["description"]
     assert slack.accepted[0]["text"] == ":red_circle: backup is DOWN (missed ping)"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from heartbeatd.config import ConfigError
+from heartbeatd.model import unique_key
 from heartbeatd.notify import NotifyError
 from heartbeatd.notify.options import OptionError
 from heartbeatd.notify.shell import ShellNotifier
@@ -45,7 +46,7 @@ async def test_the_command_gets_the_event_in_its_environment(tmp_path: Path) -> 
         "HB_TAGS": "prod db",
         "HB_REASON": "timeout",
         "HB_DETAIL": "missed ping",
-        "HB_URL": f"http://hb.test/checks/{UUID}",
+        "HB_URL": f"http://hb.test/checks/{unique_key(UUID)}",
         "HB_PING_URL": f"http://hb.test/ping/{UUID}",
         "HB_BODY": OUTPUT.decode(),
         "HB_TIME": "2027-01-15T08:00:00+00:00",

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from heartbeatd.assertions import show_all
 from heartbeatd.config import Config
 from heartbeatd.durations import format_elapsed
-from heartbeatd.model import Check, Flip
+from heartbeatd.model import Check, Flip, unique_key
 from heartbeatd.notify.options import OptionError
 from heartbeatd.schedule import describe
 
@@ -68,7 +68,9 @@ class Event:
 
     @property
     def check_url(self) -> str:
-        return f"{self.site_url}/checks/{self.check.uuid}"
+        """The check's page by its unique_key: a message reaches chat channels, phones and
+        public ntfy topics, and a UUID there would be the check's ping URL."""
+        return f"{self.site_url}/checks/{unique_key(self.check.uuid)}"
 
     @property
     def key(self) -> str:

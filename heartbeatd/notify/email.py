@@ -32,6 +32,7 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
+from heartbeatd.model import unique_key
 from heartbeatd.notify import Event, NotifyError
 from heartbeatd.notify.options import OptionError, Options
 
@@ -145,16 +146,17 @@ def message(event: Event, sender: str, recipients: list[str]) -> EmailMessage:
     mail["Message-ID"] = message_id(event)
     mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to this
     mail["X-Heartbeatd-Event"] = event.kind
-    mail["X-Heartbeatd-Check"] = event.check.uuid
+    mail["X-Heartbeatd-Check"] = unique_key(event.check.uuid)  # mail is kept and forwarded:
+    # a header must not carry the check's ping URL
     mail.set_content(event.text(BODY_LIMIT))
     return mail
 
 
 def message_id(event: Event) -> str:
     """The same for every attempt at one notification, different for every other one: the
-    event's key, plus the check's random UUID to keep two installations (each numbering its
-    notifications from 1) apart in one mailbox."""
-    return f"<{event.key}.{event.check.uuid}@heartbeatd>"
+    event's key, plus the check's unique_key (random, like its UUID, but no ping URL) to keep
+    two installations (each numbering its notifications from 1) apart in one mailbox."""
+    return f"<{event.key}.{unique_key(event.check.uuid)[:32]}@heartbeatd>"  # one line
 
 
 def _address(value: str, key: str) -> str:
