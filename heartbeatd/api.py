@@ -86,7 +86,7 @@ class Call:
 
     async def find(self, code: str, by_unique_key: bool = False) -> Check:
         """The check with UUID `code` (or, for reads, unique_key `code`); 404 if none."""
-        if UUID_FORM.match(code) or (by_unique_key and len(code) == UNIQUE_KEY_LENGTH):
+        if UUID_FORM.fullmatch(code) or (by_unique_key and len(code) == UNIQUE_KEY_LENGTH):
             return await self.store.check_by_key(code)
         raise NotFound()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from heartbeatd import __version__
+from heartbeatd import __version__, limits
 from heartbeatd.api_schema import (
     BODY_FLAG_FIELDS,
     BODY_TEXT_FIELDS,
@@ -49,22 +49,35 @@ NOT_FOUND = {"404": _answer("No such check", _ref("Error"))}
 READ_ONLY = {"403": _answer("The check is declared in the config file", _ref("Error"))}
 TOO_LARGE = {"413": _answer("The body is larger than 1 MB", _ref("Error"))}
 SECONDS = {"type": "integer", "minimum": MIN_SECONDS, "maximum": MAX_SECONDS}
+KEYWORDS = {"type": "string", "maxLength": limits.MAX_KEYWORDS}
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 
 CHECK_SPEC: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "name": {"type": "string", "maxLength": 100},
-        "slug": {"type": "string", "maxLength": 100, "pattern": "^[a-z0-9_-]*$"},
-        "tags": {"type": "string"},
-        "desc": {"type": "string"},
+        "name": {"type": "string", "maxLength": limits.MAX_NAME},
+        "slug": {
+            "type": "string",
+            "maxLength": limits.MAX_SLUG,
+            "pattern": f"^{limits.SLUG.pattern}$",  # JSON Schema's `$`: the very end
+        },
+        "tags": {
+            "type": "string",
+            "maxLength": limits.MAX_TAGS,
+            "description": "space-separated; the bound counts one space between tags",
+        },
+        "desc": {"type": "string", "maxLength": limits.MAX_DESC},
         "timeout": SECONDS,
         "grace": SECONDS,
-        "schedule": {"type": "string", "maxLength": 100, "description": "5-field cron"},
+        "schedule": {"type": "string", "maxLength": limits.MAX_CRON, "description": "5-field cron"},
         "tz": {"type": "string", "description": "an IANA time zone"},
         "manual_resume": {"type": "boolean"},
         "methods": {"enum": ["", "POST"]},
-        "channels": {"type": "string", "description": '"*", "" or ids/names, comma-separated'},
+        "channels": {
+            "type": "string",
+            "maxLength": limits.MAX_CHANNELS,
+            "description": '"*", "" or ids/names, comma-separated',
+        },
         "unique": {"type": "array", "items": {"enum": list(UNIQUE_FIELDS)}},
         "misses": {"type": "integer", "minimum": 1, "maximum": 100},
         "max_runtime": {
@@ -72,7 +85,7 @@ CHECK_SPEC: dict[str, Any] = {
             "minimum": MIN_SECONDS,
             "maximum": MAX_SECONDS,
         },
-        **{field: {"type": "string", "maxLength": 200} for field in BODY_TEXT_FIELDS},
+        **{field: KEYWORDS for field in BODY_TEXT_FIELDS},
         **{field: {"type": "boolean"} for field in BODY_FLAG_FIELDS},
         **{field: {"const": ""} for field in EMAIL_TEXT_FIELDS},
         **{field: {"const": False} for field in EMAIL_FLAG_FIELDS},

@@ -13,13 +13,12 @@ are body_rules.py's, and a check's other rules (assertions) are kept across upda
 from __future__ import annotations
 
 import dataclasses
-import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from heartbeatd import model, rules
+from heartbeatd import limits, model, rules
 from heartbeatd.errors import BadRequest
 from heartbeatd.model import Check, Status, unique_key
 from heartbeatd.notify import iso
@@ -29,7 +28,6 @@ from heartbeatd.store import CheckDefinition
 
 MIN_SECONDS, MAX_SECONDS = 1, 31_536_000
 DEFAULT_TIMEOUT, DEFAULT_GRACE = 86400, 3600
-SLUG = re.compile(r"^[a-z0-9_-]*$")
 UNIQUE_FIELDS = ("name", "slug", "tags", "timeout", "grace")
 # Healthchecks' e-mail filtering fields: heartbeatd takes them only as "no filtering".
 EMAIL_TEXT_FIELDS = ("subject", "subject_fail", "req_start_kw", "req_success_kw",
@@ -51,8 +49,11 @@ def _string(limit: int | None = None) -> Callable[[str, object], str]:
     def parse(field: str, value: object) -> str:
         if not isinstance(value, str):
             raise fail(f"{field} is not a string")
-        if limit is not None and len(value) > limit:
-            raise fail(f"{field} is too long")
+        if limit is not None:
+            try:
+                limits.bounded(value, limit)
+            except ValueError as e:
+                raise fail(f"{field} is {e}") from None
         if not value.isascii():
             try:
                 value.encode()
@@ -92,9 +93,18 @@ def _max_runtime(field: str, value: object) -> int | None:
 
 
 def _slug(field: str, value: object) -> str:
-    text = _string(100)(field, value)
-    if not SLUG.match(text):
+    text = _string(limits.MAX_SLUG)(field, value)
+    if not limits.SLUG.fullmatch(text):
         raise fail(f"{field} does not match pattern")
+    return text
+
+
+def _tags(field: str, value: object) -> str:
+    text = _string()(field, value)
+    try:
+        limits.tags(text.split())
+    except ValueError as e:
+        raise fail(f"{field} is {e}") from None
     return text
 
 
@@ -105,7 +115,7 @@ def _methods(field: str, value: object) -> str:
 
 
 def _schedule(field: str, value: object) -> str:
-    text = _string(100)(field, value)
+    text = _string(limits.MAX_CRON)(field, value)
     try:
         validate_cron(text)
     except ValueError:
@@ -145,23 +155,23 @@ def _email_flag(field: str, value: object) -> bool:
 
 
 FIELDS: dict[str, Callable[[str, object], Any]] = {
-    "name": _string(100),
+    "name": _string(limits.MAX_NAME),
     "slug": _slug,
-    "tags": _string(),
-    "desc": _string(),
+    "tags": _tags,
+    "desc": _string(limits.MAX_DESC),
     "timeout": _seconds,
     "grace": _seconds,
     "schedule": _schedule,
     "tz": _tz,
     "manual_resume": _boolean,
     "methods": _methods,
-    "channels": _string(),
+    "channels": _string(limits.MAX_CHANNELS),
     "unique": _unique,
     "misses": _misses,
     "max_runtime": _max_runtime,
     **{field: _email_text for field in EMAIL_TEXT_FIELDS},
     **{field: _email_flag for field in EMAIL_FLAG_FIELDS},
-    **{field: _string(200) for field in BODY_TEXT_FIELDS},
+    **{field: _string(limits.MAX_KEYWORDS) for field in BODY_TEXT_FIELDS},
     **{field: _boolean for field in BODY_FLAG_FIELDS},
 }
 

@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from heartbeatd.limits import MAX_KEYWORDS, bounded
+
 KINDS = ("failure", "success", "start")  # in the order they are tried
 KIND_ACTIONS = {"failure": "fail", "success": "success", "start": "start"}
 KEYS = (
@@ -80,6 +82,18 @@ def from_config(table: Mapping[str, object]) -> BodyRules | None:
         {kind: pattern for kind, pattern in patterns.items() if pattern is not None},
         default_fail,
     )
+
+
+def check_bounds(rules: BodyRules) -> None:
+    """BodyRuleError if a keyword or pattern key holds more than MAX_KEYWORDS characters as
+    stored (keywords comma-separated). Checked on rules coming in, never on stored ones read
+    back: a check saved before the bound must still load."""
+    for key, value in rules.as_config().items():
+        if isinstance(value, str):
+            try:
+                bounded(value, MAX_KEYWORDS)
+            except ValueError as e:
+                raise BodyRuleError(key, str(e)) from None
 
 
 def _flag(table: Mapping[str, object], key: str, default: bool) -> bool:

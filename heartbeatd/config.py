@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from heartbeatd import rules
+from heartbeatd import limits, rules
 from heartbeatd.durations import parse_bounded_duration, parse_duration
 from heartbeatd.model import CheckDefinition, slugify
 from heartbeatd.schedule import validate_cron, validate_tz
@@ -26,7 +26,6 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_LISTEN = "127.0.0.1:8000"
 DEFAULT_DB = "heartbeatd.db"
 MAX_BODY_LIMIT = 10_000_000
-SLUG = re.compile(r"^[a-z0-9_-]{1,100}$")
 
 
 class ConfigError(Exception):
@@ -436,8 +435,12 @@ def _notifiers(
             return ConfigError(str(path), at.get(key, at.get("")), key, message)
 
         name = table.get("name")
-        if not isinstance(name, str) or not SLUG.match(name):
+        if not isinstance(name, str):
             raise fail("name", "required: letters a-z, digits, '-' or '_'")
+        try:
+            _slug(name)
+        except ValueError as e:
+            raise fail("name", str(e)) from None
         if any(spec.name == name for spec in specs):
             raise fail("name", f"another notifier is already named {name!r}")
         kind = table.get("type")
@@ -447,7 +450,7 @@ def _notifiers(
         if not isinstance(default, bool):
             raise fail("default", f"expected true or false, got {default!r}")
         try:
-            tags = _tag_list(table.get("tags", []))
+            tags = _tags(table.get("tags", []))
         except ValueError as e:
             raise fail("tags", str(e)) from None
         try:
@@ -528,7 +531,7 @@ def _check(table: dict[str, Any], known_notifiers: set[str]) -> CheckDefinition:
     for key in table:
         if key not in CHECK_KEYS:
             raise _KeyError(key, f"unknown key; a check takes {', '.join(CHECK_KEYS)}")
-    name = get("name", _text)
+    name = get("name", _bounded_text(limits.MAX_NAME))
     if not name:
         raise _KeyError("name", "required: what the job is called")
     slug = get("slug", _slug, slugify(name))
@@ -547,8 +550,8 @@ def _check(table: dict[str, Any], known_notifiers: set[str]) -> CheckDefinition:
         cron=cron,
         tz=get("tz", _tz, "UTC"),
         grace=get("grace", parse_bounded_duration, 3600.0),
-        tags=get("tags", _tag_list, ()),
-        desc=get("desc", _text, ""),
+        tags=get("tags", _tags, ()),
+        desc=get("desc", _bounded_text(limits.MAX_DESC), ""),
         notifiers=notifiers,
         misses=get("misses", _bounded_int(1, 1000), 1),
         max_runtime=get("max_runtime", parse_bounded_duration),
@@ -573,11 +576,16 @@ def _check_key_line(lines: Lines, index: int, key: str) -> int | None:
     return inner.get(sub) or at.get(table) or inner.get("") or at.get("")
 
 
+def _bounded_text(limit: int) -> Callable[[object], str]:
+    return lambda value: limits.bounded(_text(value), limit)
+
+
 def _slug(value: object) -> str:
+    """A check's slug or a notifier's name: in the file, each names one thing, so never empty."""
     text = _text(value)
-    if not SLUG.match(text):
-        raise ValueError(f"use lowercase letters, digits, '-' and '_', got {value!r}")
-    return text
+    if not text:
+        raise ValueError("must not be empty")
+    return limits.slug(text)
 
 
 def _cron(value: object) -> str:
@@ -602,6 +610,10 @@ def _methods(value: object) -> str:
     if value not in ("", "POST"):
         raise ValueError(f"expected '' (any method) or 'POST', got {value!r}")
     return str(value)
+
+
+def _tags(value: object) -> tuple[str, ...]:
+    return limits.tags(_tag_list(value))
 
 
 def _tag_list(value: object) -> tuple[str, ...]:

@@ -44,7 +44,7 @@ SERIES_NAMESPACE = uuid.UUID("5d0f6b8e-2b4e-4f5e-9a51-93a8f1c3c0de")
 
 
 def by_uuid(token: str) -> ByUuid:
-    if not UUID_FORM.match(token):
+    if not UUID_FORM.fullmatch(token):
         raise NotFound()
     return ByUuid(token)
 
@@ -120,7 +120,7 @@ def kuma_duration(query: Mapping[str, str]) -> float | None:
 async def cronitor_telemetry(request: web.Request) -> web.Response:
     """cronitor.link/p/<api-key>/<monitor-key>?state=...: the ping key and a check's slug."""
     key, slug = request.match_info["api_key"], request.match_info["monitor"]
-    if not (SLUG_CHARS.match(key) and SLUG_CHARS.match(slug)):
+    if not (SLUG_CHARS.fullmatch(key) and SLUG_CHARS.fullmatch(slug)):
         raise NotFound()
     if slug != slug.lower():
         raise BadRequest("invalid url format")

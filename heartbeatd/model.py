@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from heartbeatd.durations import format_duration
+from heartbeatd.limits import MAX_SLUG
 from heartbeatd.rules import NO_RULES, CheckRules
 from heartbeatd.schedule import Schedule, deadline_after
 
@@ -113,8 +114,12 @@ class Deadline:
 
 
 def slugify(name: str) -> str:
-    """The slug a check gets from its name by default: `Nightly Backup` → `nightly-backup`."""
-    return re.sub(r"[^a-z0-9_]+", "-", name.lower()).strip("-") or "check"
+    """The slug a check gets from its name by default: `Nightly Backup` → `nightly-backup`.
+
+    Cut to MAX_SLUG: lowercasing can lengthen a name ("İ" is two characters lowered), and an
+    imported job's name has no bound of its own."""
+    slug = re.sub(r"[^a-z0-9_]+", "-", name.lower()).strip("-")
+    return slug[:MAX_SLUG].rstrip("-") or "check"
 
 
 def effective_action(check: Check, action: str, method: str) -> str:

@@ -14,14 +14,19 @@ from aiohttp import web
 
 from heartbeatd import ping_metrics
 from heartbeatd.errors import BadRequest, NotFound, plain_errors
+from heartbeatd.limits import MAX_SLUG
 from heartbeatd.metrics import STATS
 from heartbeatd.store import BySlug, ByUuid, PingIn, PingResult
 from heartbeatd.web_keys import CLOCK, CONFIG, DISPATCHER, MONITOR, STORE
 
 routes = web.RouteTableDef()
 
-UUID_FORM = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-SLUG_CHARS = re.compile(r"^[-a-zA-Z0-9_]+$")
+# Both always with fullmatch: `$` after re.match also matches before a final newline.
+UUID_FORM = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# A ping key or a slug in a path. Any length and any case, so every slug a check can have
+# (older ones, from before limits.py, may be longer than MAX_SLUG) can be pinged; upper case
+# in a slug is refused later with Healthchecks' own answer.
+SLUG_CHARS = re.compile(r"[-a-zA-Z0-9_]+")
 ACTIONS = {"start", "fail", "log"}
 MAX_UA = 200
 CHUNK = 64 * 1024
@@ -33,12 +38,12 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 def parse_ping_path(tail: str) -> tuple[ByUuid | BySlug, str, int | None]:
     """(whose ping, action, exit status) from the part of the path after /ping/."""
     parts = tail.split("/")
-    if UUID_FORM.match(parts[0]):
+    if UUID_FORM.fullmatch(parts[0]):
         target: ByUuid | BySlug = ByUuid(parts[0])
         rest = parts[1:]
         if rest == [""]:  # /ping/<uuid>/ is the success URL too
             rest = []
-    elif len(parts) >= 2 and SLUG_CHARS.match(parts[0]) and SLUG_CHARS.match(parts[1]):
+    elif len(parts) >= 2 and SLUG_CHARS.fullmatch(parts[0]) and SLUG_CHARS.fullmatch(parts[1]):
         if parts[1] != parts[1].lower():
             raise BadRequest("invalid url format")
         target = BySlug(parts[0], parts[1])
@@ -149,7 +154,8 @@ async def ping(request: web.Request) -> web.Response:
     target, action, exit_status = parse_ping_path(request.match_info["tail"])
     rid = parse_rid(request.query.get("rid"))
     if isinstance(target, BySlug) and request.query.get("create") == "1":
-        target = BySlug(target.ping_key, target.slug, create=True)
+        # A slug longer than a check's may have is pinged if it exists, never created.
+        target = BySlug(target.ping_key, target.slug, create=len(target.slug) <= MAX_SLUG)
     body, size = await read_body(request, config.ping_body_limit)
     result = await accept(request, target, ping_in(request, action, exit_status, rid, body, size))
     headers = {

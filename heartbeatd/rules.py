@@ -76,7 +76,25 @@ NO_RULES = CheckRules()
 
 
 def from_config(table: Mapping[str, object]) -> CheckRules:
-    """The rules in a `[[check]]` table (its other keys are config.py's); RuleError if wrong."""
+    """The rules in a `[[check]]` table (its other keys are config.py's); RuleError if wrong
+    or too long."""
+    rules = _build(table)
+    try:
+        if rules.body is not None:
+            body_rules.check_bounds(rules.body)
+    except body_rules.BodyRuleError as e:
+        raise RuleError(e.key, str(e)) from None
+    return rules
+
+
+def from_json(text: str | None) -> CheckRules:
+    """Rules as stored on the check row; NULL for a check without any."""
+    if text is None:
+        return NO_RULES
+    return _build(json.loads(text))
+
+
+def _build(table: Mapping[str, object]) -> CheckRules:
     assertions_, require = _assert_table(table.get("assert", {}))
     try:
         body = body_rules.from_config(table)
@@ -84,13 +102,6 @@ def from_config(table: Mapping[str, object]) -> CheckRules:
         raise RuleError(e.key, str(e)) from None
     rules = CheckRules(assertions_, require, _json_metrics(table.get("json_metrics", [])), body)
     return rules if rules else NO_RULES
-
-
-def from_json(text: str | None) -> CheckRules:
-    """Rules as stored on the check row; NULL for a check without any."""
-    if text is None:
-        return NO_RULES
-    return from_config(json.loads(text))
 
 
 def _assert_table(value: object) -> tuple[tuple[Assertion, ...], bool]:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from heartbeatd.durations import format_duration
+from heartbeatd.limits import MAX_CRON, bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +36,8 @@ def zone(name: str) -> ZoneInfo:
     """The IANA zone, cached: ZoneInfo lookups show up in profiles of 10,000-check rebuilds."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as e:
+    # OSError: a name too long to be a file name ("File name too long"), which made a 500
+    except (ZoneInfoNotFoundError, ValueError, OSError) as e:
         raise ValueError(f"unknown time zone {name!r}") from e
 
 
@@ -45,6 +47,7 @@ def validate_tz(name: str) -> None:
 
 def validate_cron(expr: str) -> None:
     """Raise ValueError unless `expr` is a 5-field cron expression cronsim understands."""
+    bounded(expr, MAX_CRON)
     if len(expr.split()) != 5:
         raise ValueError(f"expected 5 fields (minute hour day month weekday), got {expr!r}")
     try:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from heartbeatd import auth, model
+from heartbeatd import auth, limits, model
 from heartbeatd.auth import Forbidden, User, check_csrf, require_admin
-from heartbeatd.config import SLUG
 from heartbeatd.durations import format_duration, parse_bounded_duration
 from heartbeatd.errors import BadRequest, plain_errors
 from heartbeatd.model import Check
@@ -29,9 +29,7 @@ from heartbeatd.views import UUID_PATH, check_page_response, render
 from heartbeatd.web_keys import CLOCK, CONFIG, MONITOR, STORE
 
 routes = web.RouteTableDef()
-
-MAX_NAME = 100
-MAX_TEXT = 2000
+T = TypeVar("T")
 
 
 # -- login --------------------------------------------------------------------------------
@@ -124,14 +122,12 @@ def parse_form(
 ) -> tuple[CheckDefinition | None, dict[str, str]]:
     """The definition a submitted form describes, or the mistakes in it, by field."""
     errors: dict[str, str] = {}
-    name = form["name"].strip()
-    if not name:
+    name = _field(form, "name", lambda text: limits.bounded(text, limits.MAX_NAME), errors) or ""
+    if not name and "name" not in errors:
         errors["name"] = "Give the check a name."
-    elif len(name) > MAX_NAME:
-        errors["name"] = f"At most {MAX_NAME} characters."
-    slug = form["slug"].strip() or model.slugify(name)
-    if not SLUG.match(slug):
-        errors["slug"] = "Lowercase letters, digits, '-' and '_' only."
+    slug = _field(form, "slug", limits.slug, errors) or model.slugify(name)
+    tags = _field(form, "tags", lambda text: limits.tags(text.split()), errors)
+    desc = _field(form, "desc", lambda text: limits.bounded(text, limits.MAX_DESC), errors)
     period = cron = None
     if form["kind"] == "cron":
         cron = form["cron"].strip()
@@ -146,8 +142,6 @@ def parse_form(
     else:
         period = _duration(form, "period", errors)
     grace = _duration(form, "grace", errors)
-    if len(form["desc"]) > MAX_TEXT:
-        errors["desc"] = f"At most {MAX_TEXT} characters."
     if errors or grace is None:
         return None, errors
     keep: dict[str, Any] = {}
@@ -157,10 +151,21 @@ def parse_form(
                 "methods": existing.methods, "rules": existing.rules}  # fmt: skip
     definition = CheckDefinition(
         name=name, slug=slug, period=period, cron=cron, tz=form["tz"].strip() or "UTC",
-        grace=grace, tags=tuple(form["tags"].split()), desc=form["desc"].strip(),
+        grace=grace, tags=tags or (), desc=desc or "",
         **keep,
     )  # fmt: skip
     return definition, errors
+
+
+def _field(form: dict[str, str], key: str, parse: Callable[[str], T], errors: dict[str, str]
+           ) -> T | None:  # fmt: skip
+    """The stripped field parsed, or None with its mistake in `errors` (capitalized, as a
+    sentence under the field)."""
+    try:
+        return parse(form[key].strip())
+    except ValueError as e:
+        errors[key] = f"{str(e)[:1].upper()}{str(e)[1:]}."
+        return None
 
 
 def _duration(form: dict[str, str], key: str, errors: dict[str, str]) -> float | None:

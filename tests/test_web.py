@@ -396,7 +396,7 @@ async def test_a_bad_form_is_shown_again_with_its_mistakes_and_values(start_daem
     })  # fmt: skip
     html = await response.text()
     assert response.status == 400
-    assert 'value="keep me"' in html and "Lowercase letters" in html
+    assert 'value="keep me"' in html and "Use lowercase letters" in html
     assert "expected a duration like" in html
     assert await daemon.store.list_checks() == []
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import wraps
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from heartbeatd import model
+from heartbeatd import limits, model
 from heartbeatd.assertions import show
 from heartbeatd.cli.common import (
     config_options,
@@ -28,6 +28,25 @@ if TYPE_CHECKING:
     from heartbeatd.config import Config
     from heartbeatd.store import Store
 
+T = TypeVar("T")
+
+
+def within_limits(
+    check: Callable[[Any], T],
+) -> Callable[[click.Context, click.Parameter, Any], T | None]:
+    """A click callback: the value if `check` (one of limits.py's) takes it; otherwise click's
+    error naming the argument or option, with the bound."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> T | None:
+        if value is None:
+            return value
+        try:
+            return check(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
+
+    return callback
+
 
 @click.group()
 def check() -> None:
@@ -36,14 +55,17 @@ def check() -> None:
 
 @check.command("add")
 @config_options
-@click.argument("name")
+@click.argument("name", callback=within_limits(lambda t: limits.bounded(t, limits.MAX_NAME)))
 @click.option("--period", help="expected interval, e.g. 5m, 1h, 1d  [default: 1d]")
 @click.option("--cron", help='cron expression instead of a period, e.g. "0 3 * * *"')
 @click.option("--tz", default="UTC", show_default=True, help="time zone of --cron")
 @click.option("--grace", default="1h", show_default=True, help="how late a ping may be")
-@click.option("--slug", help="slug for /ping/<ping-key>/<slug> URLs  [default: from NAME]")
-@click.option("--tag", "tags", multiple=True, help="a tag (repeatable)")
-@click.option("--desc", default="", help="description")
+@click.option("--slug", callback=within_limits(limits.slug),
+              help="slug for /ping/<ping-key>/<slug> URLs  [default: from NAME]")  # fmt: skip
+@click.option("--tag", "tags", multiple=True, callback=within_limits(limits.tags),
+              help="a tag (repeatable)")  # fmt: skip
+@click.option("--desc", default="", help="description",
+              callback=within_limits(lambda t: limits.bounded(t, limits.MAX_DESC)))  # fmt: skip
 @click.option("--notifier", "notifiers", multiple=True, help="notifier name (repeatable)")
 @click.option("--misses", default=1, show_default=True, type=click.IntRange(1, 100),
               help="alert after this many missed periods in a row")  # fmt: skip

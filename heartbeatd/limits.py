@@ -1,0 +1,56 @@
+"""How much text a check's definition may hold: one set of bounds for every way in.
+
+The config file, the management API, the web form and the CLI all check against these, so a
+check one of them takes the others take too. Where Healthchecks has a bound, it is the same
+here, so anything Healthchecks accepts is still accepted; where it has none (`desc`,
+`channels`) the bound is far above any real use. Without bounds, 640 kB of tags was accepted
+through the API and every dashboard render then took 5.6-9.7 s on the event loop, holding
+pings back as long.
+
+Each check raises ValueError with a message that gives the bound; the caller names the field
+in its own way (a 400, a form error, a located ConfigError, a CLI error).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+MAX_NAME = 100  # Healthchecks: name, 100 characters
+MAX_SLUG = 100  # Healthchecks: slug, 100 characters
+# Healthchecks: its tags column, 500 characters. Counted with one space between tags, which
+# also bounds how many tags there can be (250) and how long one can be.
+MAX_TAGS = 500
+MAX_DESC = 10_000  # Healthchecks: unbounded; the web form used to stop at 2,000
+MAX_CRON = 100  # Healthchecks: schedule, 100 characters
+MAX_KEYWORDS = 200  # Healthchecks: success_kw, failure_kw, start_kw, 200 characters each
+MAX_CHANNELS = 10_000  # Healthchecks: unbounded; 270 channel ids, comma-separated
+# Lowercase letters, digits, '-' and '_'. Always used with fullmatch: `$` after re.match also
+# matches before a final newline, which let "abc\n" through as a slug.
+SLUG = re.compile(r"[a-z0-9_-]*")
+
+
+def bounded(text: str, limit: int) -> str:
+    """`text`, if it is at most `limit` characters long."""
+    if len(text) > limit:
+        raise ValueError(f"too long ({len(text)} characters; the limit is {limit})")
+    return text
+
+
+def slug(text: str) -> str:
+    """`text`, if it can be a slug (or a notifier's name); empty is the caller's to refuse."""
+    bounded(text, MAX_SLUG)
+    if not SLUG.fullmatch(text):
+        raise ValueError(f"use lowercase letters, digits, '-' and '_', got {text!r}")
+    return text
+
+
+def tags(items: Sequence[str]) -> tuple[str, ...]:
+    """`items`, if they fit in MAX_TAGS characters with one space between them."""
+    joined = " ".join(items)
+    if len(joined) > MAX_TAGS:
+        raise ValueError(
+            f"too long ({len(items)} tags, {len(joined)} characters with a space between "
+            f"them; the limit is {MAX_TAGS})"
+        )
+    return tuple(items)
