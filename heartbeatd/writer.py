@@ -34,7 +34,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import sqlite3
+import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -60,14 +62,41 @@ Call = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
 Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 
+# The database holds the ping key and the badge secret: the owner's alone, whatever the umask.
+PRIVATE = 0o600
+NOT_OWNERS = 0o077
+
+
 def connect(path: Path | str) -> sqlite3.Connection:
     """A connection with the settings every heartbeatd connection shares."""
+    keep_private(Path(path))
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: a commit is on disk before we answer OK; group commit pays one fsync per batch.
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
+
+
+def keep_private(db: Path) -> None:
+    """Create the database file owner-only before SQLite would create it by the umask (0644
+    under the usual 022), and take group and other bits off an existing one and its -wal and
+    -shm. SQLite gives a -wal or -shm it creates the database file's own mode, so they follow.
+    The umask is no defence here: systemd's UMask covers only the unit, not a CLI run, a
+    container or a hand-started daemon."""
+    with contextlib.suppress(OSError):  # SQLite's own open then says what is wrong
+        os.close(os.open(db, os.O_RDONLY | os.O_CREAT, PRIVATE))
+    for path in (db, db.with_name(f"{db.name}-wal"), db.with_name(f"{db.name}-shm")):
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+            if mode & NOT_OWNERS:
+                os.chmod(path, mode & ~NOT_OWNERS)
+                log.warning("%s was open to group or others (mode %o); made it %o", path, mode,
+                            mode & ~NOT_OWNERS)  # fmt: skip
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            log.warning("%s is open to group or others and cannot be made private: %s", path, e)
 
 
 class _UndoNeeded(Exception):
