@@ -4,8 +4,9 @@ Hole 7: the API took any amount of tags and description (640 kB of tags were acc
 dashboard then took 5.6-9.7 s to render while pings waited 7.7 s). Now every way in (API, web
 form, config file, CLI) holds a check's text to limits.py's bounds, Healthchecks' where it has
 them, and a value at the bound is still taken.
-Point 10: slug checks used re.match with `$`, which let "abc\\n" through; now refused
-everywhere, and ?create=1 no longer creates such a slug or one longer than a check may have.
+Point 10: slug checks used re.match with `$`, which let "abc\\n" through the API, the config
+and the CLI; now refused everywhere (the form strips it, and a ping path never matches a
+newline), and ?create=1 no longer creates a slug longer than a check may have.
 Hole 8: the database, -wal and -shm were 0644 under umask 022, with the ping key and the badge
 secret in them; now 0600 whatever the umask, and an existing 0644 database is tightened.
 """
@@ -69,7 +70,8 @@ async def test_the_api_refuses_a_too_long_name_or_description(daemon: Daemon, fi
 
 
 async def test_the_api_still_takes_what_healthchecks_takes(daemon: Daemon) -> None:
-    """A guard, not a hole: values at Healthchecks' bounds (and a long desc) go on working."""
+    """A guard, not a hole (passes before the change too): values at Healthchecks' bounds, and
+    a long desc, go on working."""
     body = {
         "name": "n" * 100,
         "slug": "s" * 100,
@@ -98,10 +100,9 @@ async def test_a_time_zone_too_long_for_a_file_name_is_a_400_not_a_500(daemon: D
 # -- ping URLs --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("slug", ["abc%0A", "s" * (limits.MAX_SLUG + 1)])
-async def test_create_1_never_makes_a_slug_no_other_way_could(daemon: Daemon, slug: str) -> None:
+async def test_create_1_never_makes_a_slug_longer_than_the_bound(daemon: Daemon) -> None:
     key = await daemon.store.ping_key()
-    response = await daemon.client.get(f"/ping/{key}/{slug}?create=1")
+    response = await daemon.client.get(f"/ping/{key}/{'s' * (limits.MAX_SLUG + 1)}?create=1")
     assert response.status == 404
     assert await daemon.store.list_checks() == []
 
@@ -177,7 +178,7 @@ def test_a_notifier_name_with_a_trailing_newline_is_refused(tmp_path: Path) -> N
 
 
 def test_the_config_file_still_takes_values_at_the_bound(tmp_path: Path) -> None:
-    """A guard, not a hole: a config at every bound still loads."""
+    """A guard, not a hole (passes before the change too): a config at every bound loads."""
     path = tmp_path / "heartbeatd.toml"
     path.write_text(
         f'[[check]]\nperiod = "1h"\nname = "{"n" * 100}"\nslug = "{"s" * 100}"\n'
