@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from heartbeatd.limits import MAX_SLUG
 from heartbeatd.model import Check, slugify
 from heartbeatd.schedule import validate_cron, validate_tz
 from heartbeatd.store import CheckDefinition, Store
@@ -251,7 +252,8 @@ def propose(crontab: Crontab) -> list[Proposal]:
         slug, n = base, 1
         while slug in taken:
             n += 1
-            slug = f"{base}-{n}"
+            suffix = f"-{n}"
+            slug = f"{base[: MAX_SLUG - len(suffix)]}{suffix}"  # a long name gives up its end
         taken.add(slug)
         proposals.append(Proposal(job, slug))
     return proposals

@@ -92,6 +92,12 @@ def test_jobs_that_would_share_a_slug_are_numbered_in_line_order() -> None:
     assert [p.slug for p in propose(crontab)] == ["backup", "backup-2"]
 
 
+def test_a_job_with_a_very_long_name_gets_a_slug_within_the_bound() -> None:
+    long = "/opt/" + "x" * 150
+    crontab = parse_crontab(f"0 1 * * * {long}\n0 2 * * * {long}\n", "UTC")
+    assert [p.slug for p in propose(crontab)] == ["x" * 100, "x" * 98 + "-2"]
+
+
 def test_cron_tz_changes_the_zone_for_the_lines_after_it() -> None:
     text = "0 1 * * * /bin/a\nCRON_TZ=America/New_York\n0 2 * * * /bin/b\n"
     assert [job.tz for job in parse_crontab(text, "UTC").jobs] == ["UTC", "America/New_York"]
