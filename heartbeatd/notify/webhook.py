@@ -3,9 +3,13 @@
 Without templates it POSTs Event.as_dict() as JSON. `body_down` / `body_up` replace the body
 with text in which `$name`, `$slug`, `$uuid`, `$status`, `$tags`, `$summary`, `$body`,
 `$exit_status`, `$duration`, `$time`, `$event` and `$url` are filled in (string.Template
-syntax: `${name}` works too, `$$` is a dollar). Values are JSON-escaped when the body is JSON
-(a Content-Type header naming json, or a template that starts with { or [), URL-encoded in the
-URL. With `secret`, the body is signed: X-Heartbeatd-Signature: sha256=<hex HMAC>.
+syntax: `${name}` works too, `$$` is a dollar). Each value is encoded for where it lands, so
+that it stays one value whatever a check is named: percent-encoded in the URL and in a form body
+(Content-Type application/x-www-form-urlencoded: a check named `a&status=up` must not add a
+field), JSON-escaped in a JSON body (a Content-Type naming json, or a template that starts with
+{ or [), as written in any other body. Healthchecks percent-encodes in URLs too, but leaves `/`
+as is and fills bodies in raw. With `secret`, the body is signed:
+X-Heartbeatd-Signature: sha256=<hex HMAC>.
 """
 
 from __future__ import annotations
@@ -13,15 +17,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from string import Template
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 from heartbeatd.notify import Event, iso
 from heartbeatd.notify.http import HttpNotifier
 from heartbeatd.notify.options import OptionError, Options
 
 SIGNATURE_HEADER = "X-Heartbeatd-Signature"
+FORM = "application/x-www-form-urlencoded"
+
+Encoder = Callable[[str], str]  # how a value is written where its placeholder is
 
 
 class WebhookNotifier(HttpNotifier):
@@ -34,37 +41,54 @@ class WebhookNotifier(HttpNotifier):
         self.limit = read.duration("timeout", 10.0)
         self.headers: dict[str, str] = read.str_dict("headers", {})
         self.templates = {
-            "down": _template(read, "body_down"),
-            "up": _template(read, "body_up"),
+            kind: (template, self._encoder(template))
+            for kind, template in (
+                ("down", _template(read, "body_down")),
+                ("up", _template(read, "body_up")),
+            )
+            if template is not None
         }
         self.secret: str | None = read.str("secret", None)
         read.done()
 
     async def send(self, event: Event) -> None:
-        template = self.templates.get(event.kind)
+        filled = self.templates.get(event.kind)
         # Filled in only where used: quoting a 10 kB output tail for a URL that does not
         # name it was a fifth of a send's cost in an alert storm.
-        values = placeholders(event) if template is not None or self.url_fields else {}
+        values = placeholders(event) if filled is not None or self.url_fields else {}
         url = self.url.safe_substitute(
             {k: quote(values[k], safe="") for k in self.url_fields & values.keys()}
         )
         headers = dict(self.headers)
-        if template is None:
+        if filled is None:
             body = json.dumps(event.as_dict()).encode()
             headers.setdefault("Content-Type", "application/json")
         else:
-            if self._is_json(template):
-                values = {k: json.dumps(v)[1:-1] for k, v in values.items()}
-            body = template.safe_substitute(values).encode()
+            template, encode = filled
+            body = template.safe_substitute({k: encode(v) for k, v in values.items()}).encode()
         if self.secret is not None:
             digest = hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
             headers[SIGNATURE_HEADER] = f"sha256={digest}"
         data = None if self.method == "GET" else body
         await self.request(self.method, url, data=data, headers=headers)
 
-    def _is_json(self, template: Template) -> bool:
+    def _encoder(self, template: Template) -> Encoder:
+        """How values are written into this body: what its receiver will parse it as."""
         content_type = next((v for k, v in self.headers.items() if k.lower() == "content-type"), "")
-        return "json" in content_type.lower() or template.template.lstrip()[:1] in ("{", "[")
+        media_type = content_type.partition(";")[0].strip().lower()
+        if media_type == FORM:
+            return _form_value
+        if "json" in media_type or template.template.lstrip()[:1] in ("{", "["):
+            return _json_string
+        return str
+
+
+def _form_value(value: str) -> str:
+    return quote_plus(value, safe="")
+
+
+def _json_string(value: str) -> str:
+    return json.dumps(value)[1:-1]
 
 
 def _template(read: Options, key: str) -> Template | None:
