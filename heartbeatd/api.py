@@ -13,7 +13,6 @@ import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -74,7 +73,7 @@ class Call:
         root = self.app[CONFIG].site_url
 
         def badge_url(check: Check) -> str:
-            return f"{root}/b/2/{badges.check_key(secret, check)}.svg"
+            return badges.check_badge_urls(secret, check, root)["svg"]
 
         return Site(root, self.version, badge_url)
 
@@ -329,18 +328,17 @@ async def channels(call: Call) -> web.StreamResponse:
 async def badge_list(call: Call) -> web.StreamResponse:
     """Badge URLs for every tag, and `*` for all checks (badges.py serves them)."""
     secret = await call.store.badge_secret()
-    root, sig = call.app[CONFIG].site_url, badges.signature(secret)
+    root = call.app[CONFIG].site_url
     tags = {"*"}
     for check in await call.store.list_checks():
         tags.update(check.tags.split())
     result = {}
     for tag in sorted(tags):
-        stem = "" if tag == "*" else f"/{quote(tag, safe='')}"
-        urls = {}
-        for fmt in badges.FORMATS:
-            urls[fmt] = f"{root}/badge/{secret}/{sig}-2{stem}.{fmt}"
-            urls[f"{fmt}3"] = f"{root}/badge/{secret}/{sig}{stem}.{fmt}"
-        result[tag] = urls
+        named = None if tag == "*" else tag
+        three = badges.badge_urls(secret, named, with_late=True, root=root)
+        result[tag] = badges.badge_urls(secret, named, root=root) | {
+            f"{fmt}3": url for fmt, url in three.items()
+        }
     return web.json_response({"badges": result})
 
 

@@ -2,9 +2,14 @@
 
 URL shapes follow Healthchecks (PROTOCOL.md §4.4): `/badge/<key>/<sig>.<fmt>` for every check,
 `/badge/<key>/<sig>/<tag>.<fmt>` per tag and `/b/<2|3>/<check key>.<fmt>` per check. A `-2`
-after the signature (or `/b/2/`) asks for the two-state form, where late counts as up. The
-instance's key is a random secret kept in the database; check keys and the signature are
-HMACs of it, so a badge URL never reveals a ping URL and cannot be guessed from one.
+after the signature (or `/b/2/`) asks for the two-state form, where late counts as up.
+
+Badge URLs are published (READMEs, wall displays), so nothing in one may open another: the
+instance's badge secret, random and kept in the database, never appears in a URL. Each part of
+a URL is an HMAC of it with a label saying what the part is for: `<key>` names the instance,
+`<sig>` signs one tag (as Healthchecks signs each tag), a check key stands for one check. So
+a tag's URL shows neither another tag's badge nor any check's, a check's URL shows no other
+check's, and none reveals a ping URL or can be guessed from one.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterable
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -28,29 +34,42 @@ SHIELDS_COLOURS = {"up": "success", "late": "important", "down": "critical"}
 CHAR_WIDTH = 7.0  # px per character of 11px Verdana, near enough for a badge
 
 
-def _mac(secret: str, message: str, length: int) -> str:
-    digest = hmac.new(secret.encode(), message.encode(), hashlib.sha256).digest()
+def _mac(secret: str, purpose: str, subject: str, length: int) -> str:
+    message = f"{purpose}:{subject}".encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode()[:length]
 
 
-def signature(secret: str) -> str:
-    return _mac(secret, "badge", 8)
+def instance_key(secret: str) -> str:
+    """The `<key>` of group badge URLs: names this instance's badges, opens nothing."""
+    return _mac(secret, "badge-instance", "", 22)
+
+
+def signature(secret: str, tag: str | None) -> str:
+    """Signs one tag's badge (None: every check's). 8 characters, as Healthchecks': 48 bits
+    that no one can find by asking, one guess a request."""
+    return _mac(secret, "badge-tag", tag or "", 8)  # tags are never empty: "" is all checks
 
 
 def check_key(secret: str, check: Check) -> str:
-    """Stable for the check's life (its id, not its UUID: rotating the ping URL keeps it)."""
-    return _mac(secret, f"check:{check.id}", 22)
+    """Stable for the check's life: its id, not its UUID, so rotating the ping URL keeps it;
+    with its creation time, so a new check that reuses a deleted one's id gets its own."""
+    return _mac(secret, "badge-check", f"{check.id}:{check.created!r}", 22)
 
 
-def badge_urls(secret: str, tag: str | None = None) -> dict[str, str]:
-    """Paths of the tag's (or every check's) badges, by format, two-state."""
-    base = f"/badge/{secret}/{signature(secret)}-2"
-    stem = f"{base}/{tag}" if tag else base
+def badge_urls(
+    secret: str, tag: str | None, with_late: bool = False, root: str = ""
+) -> dict[str, str]:
+    """URLs of the tag's (or every check's) badge, by format; two-state unless `with_late`."""
+    base = f"{root}/badge/{instance_key(secret)}/{signature(secret, tag)}"
+    stem = base if with_late else f"{base}-2"
+    if tag:
+        stem += f"/{quote(tag, safe='')}"
     return {fmt: f"{stem}.{fmt}" for fmt in FORMATS}
 
 
-def check_badge_urls(secret: str, check: Check) -> dict[str, str]:
-    return {fmt: f"/b/2/{check_key(secret, check)}.{fmt}" for fmt in FORMATS}
+def check_badge_urls(secret: str, check: Check, root: str = "") -> dict[str, str]:
+    return {fmt: f"{root}/b/2/{check_key(secret, check)}.{fmt}" for fmt in FORMATS}
 
 
 def overall(checks: Iterable[Check], now: float, with_late: bool) -> dict[str, object]:
@@ -99,8 +118,6 @@ async def group_badge(request: web.Request) -> web.Response:
     """Every check's badge (`<sig>.<fmt>`) or one tag's (`<sig>/<tag>.<fmt>`)."""
     store = request.app[STORE]
     secret = await store.badge_secret()
-    if not hmac.compare_digest(request.match_info["key"].encode(), secret.encode()):
-        raise NotFound()
     sig, _, tagged = request.match_info["rest"].partition("/")
     if not tagged:
         sig, fmt = _split(sig)
@@ -108,7 +125,10 @@ async def group_badge(request: web.Request) -> web.Response:
     else:
         tag, fmt = _split(tagged)
     with_late = not sig.endswith("-2")
-    if sig.removesuffix("-2") != signature(secret):
+    if not (
+        _same(request.match_info["key"], instance_key(secret))
+        and _same(sig.removesuffix("-2"), signature(secret, tag))
+    ):
         raise NotFound()
     checks = await store.list_checks()
     if tag is not None:
@@ -126,8 +146,13 @@ async def check_badge(request: web.Request) -> web.Response:
     secret = await store.badge_secret()
     key, fmt = _split(request.match_info["name"])
     for check in await store.list_checks():
-        if hmac.compare_digest(check_key(secret, check).encode(), key.encode()):
+        if _same(check_key(secret, check), key):
             with_late = request.match_info["states"] == "3"
             summary = overall([check], request.app[CLOCK].now(), with_late)
             return _respond(request, check.name, summary, fmt)
     raise NotFound()
+
+
+def _same(given: str, expected: str) -> bool:
+    """In time that does not depend on how much of `given` is right."""
+    return hmac.compare_digest(given.encode(), expected.encode())

@@ -761,12 +761,15 @@ class Store:
         return await self.check_by_uuid(key)
 
     async def badge_secret(self) -> str:
-        """The instance's badge key: badge URLs are derived from it, never from ping URLs."""
-        return await self.instance_secret("badge_key")
+        """The instance's badge secret: every badge URL is derived from it (badges.py), and it
+        appears in none. Making it deletes the `badge_key` of earlier versions, which sat in
+        group badge URLs, published in READMEs, and opened every check's badge."""
+        return await self.instance_secret("badge_secret", replaces="badge_key")
 
-    async def instance_secret(self, key: str) -> str:
-        """A random secret of this instance, named `key` in meta: made on first use, read
-        without the writer after that, as every request that needs one reads it."""
+    async def instance_secret(self, key: str, replaces: str | None = None) -> str:
+        """A random secret of this instance, named `key` in meta: made on first use (deleting
+        the row `replaces`, a secret it takes over from), read without the writer after that,
+        as every request that needs one reads it."""
         async with self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
             row = await cur.fetchone()
         if row is not None:
@@ -775,8 +778,10 @@ class Store:
         def run(conn: sqlite3.Connection) -> str:
             conn.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
-                (key, secrets.token_urlsafe(16)),
+                (key, secrets.token_urlsafe(32)),
             )
+            if replaces is not None:
+                conn.execute("DELETE FROM meta WHERE key = ?", (replaces,))
             return str(conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
 
         return await self._writer.run(run)  # no check changes: the ping cache stays valid

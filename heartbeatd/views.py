@@ -237,7 +237,7 @@ async def dashboard(request: web.Request) -> web.Response:
         tags=tags,
         status=status,
         tag=tag,
-        badges={t: badges.badge_urls(secret, t) for t in ["", *tags]} if secret else {},
+        badges={t: badges.badge_urls(secret, t or None) for t in ["", *tags]} if secret else {},
     )
 
 

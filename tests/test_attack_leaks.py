@@ -2,17 +2,26 @@
 
 Holes proved closed here:
 - a check's name filled raw into a form-encoded webhook body added fields of its own choosing
-  (a check named `a&status=up` turned a down alert into an up one for the receiver).
+  (a check named `a&status=up` turned a down alert into an up one for the receiver);
+- the instance's badge secret sat in every group badge URL, and each check's badge key was an
+  HMAC of it over the check's sequential id: one badge URL from a README gave every check's
+  badge (its name and status), and every tag's;
+- badge URLs published before the fix kept working, though anyone could have worked out every
+  other one from them.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from aiohttp import web
 
-from tests.conftest import eventually
+from tests.conftest import Daemon, eventually
 
 # -- webhook templates ------------------------------------------------------------------------
 
@@ -45,3 +54,62 @@ body_down = "name=$name&status=$status"
     await daemon.advance(7)
     await eventually(lambda: forms)
     assert forms[0] == [("name", INJECTING_NAME), ("status", "down")]
+
+
+# -- badges -----------------------------------------------------------------------------------
+
+
+def old_mac(secret: str, message: str, length: int) -> str:
+    """How badge keys were made before: what an attacker holding that secret computes."""
+    digest = hmac.new(secret.encode(), message.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:length]
+
+
+async def api_get(daemon: Daemon, path: str) -> Any:
+    """What a read-only API key reads, a key made for the call."""
+    name = f"reader-{len(await daemon.store.api_keys())}"
+    key, _ = await daemon.store.create_api_key(name, True, daemon.clock.now(), "cli")
+    response = await daemon.client.get(f"/api/v3/{path}", headers={"X-Api-Key": key})
+    assert response.status == 200
+    return await response.json()
+
+
+async def status(daemon: Daemon, url: str) -> int:
+    response = await daemon.client.get(urlsplit(url).path)
+    await response.read()
+    return response.status
+
+
+async def test_a_group_badge_url_opens_no_check_badge_and_no_other_tag(daemon: Daemon) -> None:
+    for name, tags in (("web", ("prod",)), ("db", ("prod", "db")), ("payroll", ("hr",))):
+        check = await daemon.add(name, tags=tags)
+        await daemon.client.get(f"/ping/{check.uuid}")
+    listed = (await api_get(daemon, "badges/"))["badges"]
+    published = urlsplit(listed["prod"]["svg"]).path  # /badge/<key>/<sig>-2/prod.svg
+    assert await status(daemon, published) == 200
+    key = published.split("/")[2]
+    guesses = [f"/b/{n}/{old_mac(key, f'check:{i}', 22)}.svg" for i in range(1, 9) for n in "23"]
+    guesses += [
+        published.replace("/prod.svg", "/hr.svg"),  # another tag, same signature
+        published.replace("/prod.svg", ".svg"),  # every check
+        f"/badge/{key}/{old_mac(key, 'badge', 8)}-2/hr.svg",
+    ]
+    assert [await status(daemon, guess) for guess in guesses] == [404] * len(guesses)
+    secret = await daemon.store.badge_secret()
+    checks = (await api_get(daemon, "checks/"))["checks"]
+    assert secret not in json.dumps(listed) + json.dumps(checks)
+    for check in checks:  # each check's own badge URL works; one character off does not
+        assert await status(daemon, check["badge_url"]) == 200
+        near = check["badge_url"].replace("/b/2/", "/b/2/x")[:-5] + ".svg"
+        assert await status(daemon, near) == 404
+    assert await status(daemon, listed["hr"]["json3"]) == 200
+
+
+async def test_badge_urls_published_before_the_upgrade_stop_working(daemon: Daemon) -> None:
+    check = await daemon.add("payroll")
+    await daemon.query("INSERT INTO meta (key, value) VALUES ('badge_key', 'leaked-long-ago')")
+    old = "leaked-long-ago"
+    group = f"/badge/{old}/{old_mac(old, 'badge', 8)}-2.svg"
+    per_check = f"/b/2/{old_mac(old, f'check:{check.id}', 22)}.svg"
+    assert [await status(daemon, group), await status(daemon, per_check)] == [404, 404]
+    assert await daemon.query("SELECT value FROM meta WHERE key = 'badge_key'") == []

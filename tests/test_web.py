@@ -508,7 +508,7 @@ async def test_badges_report_checks_and_tags_in_every_format(daemon: Daemon) -> 
     html = await page(daemon, "/")
     all_svg = re.search(r'href="(/badge/[^"/]+/[^"/]+-2\.svg)"', html)[1]  # type: ignore[index]
     assert (await page(daemon, all_svg)).startswith("<svg")
-    prod_json = all_svg.replace(".svg", "/prod.json")
+    prod_json = re.search(r'href="(/badge/[^"]+/prod\.json)"', html)[1]  # type: ignore[index]
     assert await (await daemon.client.get(prod_json)).json() == {
         "status": "up", "total": 2, "grace": 1, "down": 0,
     }  # fmt: skip  # two states: late counts as up
