@@ -2,8 +2,10 @@
 
 Precedence is flag > environment > file > default. Every mistake becomes one ConfigError that
 reads `FILE:LINE: key: what is wrong`, because a person fixing a config at 3 a.m. needs to know
-where to look, not a traceback. tomllib gives no positions for values, so a small locator scans
-the raw text for the line of each key in each table.
+where to look, not a traceback. It never repeats a string that may be a secret (a URL shows
+only its scheme and host: redact.py), as errors are logged where more people read them.
+tomllib gives no positions for values, so a small locator scans the raw text for the line of
+each key in each table.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from heartbeatd import limits, rules
 from heartbeatd.durations import parse_bounded_duration, parse_duration
 from heartbeatd.model import CheckDefinition, slugify
+from heartbeatd.redact import kind_of, shown_url
 from heartbeatd.schedule import validate_cron, validate_tz
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -108,7 +111,7 @@ def _listen(value: object) -> str:
 
 def _text(value: object) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {value!r}")
+        raise ValueError(f"expected a string, got {kind_of(value)}")
     return value
 
 
@@ -124,10 +127,7 @@ def _bounded_int(low: int, high: int) -> Callable[[object], int]:
 
 
 def _site_url(value: object) -> str:
-    text = _text(value).rstrip("/")
-    if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", text):
-        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-    return text
+    return _web_url(value).rstrip("/")
 
 
 def _networks(value: object) -> tuple[Network, ...]:
@@ -156,10 +156,10 @@ def _secret(value: object) -> str:
     return text
 
 
-def _ping_url(value: object) -> str:
+def _web_url(value: object) -> str:
     text = _text(value)
     if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", text):
-        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        raise ValueError(f"expected an http:// or https:// URL, got {shown_url(text)}")
     return text
 
 
@@ -186,7 +186,7 @@ SETTINGS: dict[str, Callable[[object], Any]] = {
     "enable_shell": _flag,
     "metrics_key": _secret,
     "metrics_public": _flag,
-    "self_ping_url": _ping_url,
+    "self_ping_url": _web_url,
     "self_ping_interval": _self_ping_interval,
 }
 TABLES = ("check", "notifier", "ui")
@@ -407,7 +407,7 @@ def _resolve_secrets(
         if source not in ("file", "env") or not base:
             continue
         if not isinstance(value, str):
-            raise _KeyError(key, f"expected a string, got {value!r}")
+            raise _KeyError(key, f"expected a string, got {kind_of(value)}")
         if base in resolved:
             raise _KeyError(key, f"give {base} or {key}, not both")
         if source == "file":

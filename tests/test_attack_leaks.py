@@ -7,7 +7,9 @@ Holes proved closed here:
   HMAC of it over the check's sequential id: one badge URL from a README gave every check's
   badge (its name and status), and every tag's;
 - badge URLs published before the fix kept working, though anyone could have worked out every
-  other one from them.
+  other one from them;
+- a config error quoted the value it refused: a Slack or webhook URL, a header's token, an
+  Apprise URL, a password, a shell command with a token in it, the self-ping URL.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import base64
 import hashlib
 import hmac
 import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import pytest
 from aiohttp import web
 
+from heartbeatd.config import ConfigError
 from tests.conftest import Daemon, eventually
 
 # -- webhook templates ------------------------------------------------------------------------
@@ -113,3 +118,65 @@ async def test_badge_urls_published_before_the_upgrade_stop_working(daemon: Daem
     per_check = f"/b/2/{old_mac(old, f'check:{check.id}', 22)}.svg"
     assert [await status(daemon, group), await status(daemon, per_check)] == [404, 404]
     assert await daemon.query("SELECT value FROM meta WHERE key = 'badge_key'") == []
+
+
+# -- config errors and delivery errors --------------------------------------------------------
+
+SECRET = "Zq7SECRETxK2p"  # in every malformed value below; no error may show it
+
+# kind, the malformed option's line, other lines: secret-bearing options given wrong
+MALFORMED = {
+    "slack url without https://": ("slack", f'url = "hooks.slack.com/T/B/{SECRET}"', ""),
+    "webhook url on ftp": ("webhook", f'url = "ftp://ops:{SECRET}@example.org/h/{SECRET}"', ""),
+    "webhook header not a string": (
+        "webhook",
+        f'headers = {{ Authorization = "Bearer {SECRET}", X-Retry = 3 }}',
+        'url = "https://example.org/h"',
+    ),
+    "discord url without https://": ("discord", f'url = "discord.com/api/webhooks/1/{SECRET}"', ""),
+    "ntfy server with a token in it": ("ntfy", f'server = "ntfy.sh/{SECRET}"', 'topic = "t"'),
+    "apprise urls, one not a string": ("apprise", f'urls = ["tgram://{SECRET}/42", 5]', ""),
+    "pushover token as a list": ("pushover", f'token = ["{SECRET}"]', 'user = "u"'),
+    "email password as a table": (
+        "email",
+        f'password = {{ value = "{SECRET}" }}',
+        'host = "h"\nusername = "u"\nfrom = "a@example.org"\nto = "b@example.org"',
+    ),
+    "shell command with an open quote": (
+        "shell",
+        f"command = 'curl -H \"Authorization: {SECRET}'",
+        "",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+async def test_a_config_error_names_the_key_but_not_the_secret(
+    start_daemon: Any, tmp_path: Path, case: str
+) -> None:
+    kind, malformed, others = MALFORMED[case]
+    key = malformed.partition(" =")[0]
+    with pytest.raises(ConfigError) as failure:
+        await start_daemon(
+            f'enable_shell = true\n[[notifier]]\nname = "n"\ntype = "{kind}"\n{malformed}\n'
+            f"{others}\n"
+        )
+    assert str(failure.value).startswith(f"{tmp_path / 'heartbeatd.toml'}:5: {key}: ")
+    assert SECRET not in str(failure.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "line"),
+    [
+        ("self_ping_url", f'self_ping_url = "hc-ping.com/{SECRET}"'),
+        ("metrics_key", f'metrics_key = ["{SECRET}{SECRET}"]'),
+        ("site_url", f'site_url = "//hb:{SECRET}@example.org"'),
+    ],
+)
+async def test_a_setting_error_names_the_key_but_not_the_secret(
+    start_daemon: Any, tmp_path: Path, key: str, line: str
+) -> None:
+    with pytest.raises(ConfigError) as failure:
+        await start_daemon(f"\n{line}\n")
+    assert str(failure.value).startswith(f"{tmp_path / 'heartbeatd.toml'}:2: {key}: ")
+    assert SECRET not in str(failure.value)

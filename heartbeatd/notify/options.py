@@ -3,7 +3,9 @@
 Every notifier kind reads its options through one Options object and calls done() last, so an
 option it does not know (a typo like `usrname`) stops start-up instead of being ignored.
 Secrets never reach a notifier as `<key>_file` or `<key>_env`: config.py has already replaced
-them by `<key>`, read from the file or the environment.
+them by `<key>`, read from the file or the environment. Errors name the key and say what is
+wrong without repeating a string the key was given (redact.py): a malformed URL, token or list
+of Apprise URLs is likely a secret, and config errors end up in logs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from heartbeatd.durations import parse_duration
+from heartbeatd.redact import kind_of, shown_url
 
 _MISSING: Any = object()
 
@@ -43,30 +46,30 @@ class Options:
     def str(self, key: str, default: Any = _MISSING) -> Any:
         value = self._get(key, default)
         if value is not default and not isinstance(value, str):
-            raise OptionError(key, f"expected a string, got {value!r}")
+            raise OptionError(key, f"expected a string, got {kind_of(value)}")
         return value
 
     def url(self, key: str, default: Any = _MISSING) -> Any:
         value = self.str(key, default)
         if value is default:
             return value
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise OptionError(key, f"expected an http:// or https:// URL, got {value!r}")
-        return value.rstrip("/") if parts.path in ("", "/") else value
+        if not _is_web_url(value):
+            raise OptionError(key, f"expected an http:// or https:// URL, got {shown_url(value)}")
+        return value.rstrip("/") if urlsplit(value).path in ("", "/") else value
 
     def int(self, key: str, default: Any = _MISSING, low: int = 0, high: int = 2**31) -> Any:
         value = self._get(key, default)
         if value is default:
             return value
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise OptionError(key, f"expected a whole number from {low} to {high}, got {value!r}")
+            given = value if type(value) is int else kind_of(value)  # a port, a priority: no secret
+            raise OptionError(key, f"expected a whole number from {low} to {high}, got {given}")
         return value
 
     def bool(self, key: str, default: Any = _MISSING) -> Any:
         value = self._get(key, default)
         if value is not default and not isinstance(value, bool):
-            raise OptionError(key, f"expected true or false, got {value!r}")
+            raise OptionError(key, f"expected true or false, got {kind_of(value)}")
         return value
 
     def duration(self, key: str, default: Any = _MISSING) -> Any:
@@ -91,16 +94,23 @@ class Options:
             return value
         if isinstance(value, str):
             value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise OptionError(key, f"expected a list of strings, got {value!r}")
+        if not isinstance(value, list):
+            raise OptionError(key, f"expected a list of strings, got {kind_of(value)}")
+        for number, item in enumerate(value, 1):
+            if not isinstance(item, str) or not item:
+                what = f"item {number} is {kind_of(item)}"
+                raise OptionError(key, f"expected a list of strings; {what}")
         return list(value)
 
     def str_dict(self, key: str, default: Any = _MISSING) -> Any:
         value = self._get(key, default)
         if value is default:
             return value
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise OptionError(key, f"expected a table of strings, got {value!r}")
+        if not isinstance(value, dict):
+            raise OptionError(key, f"expected a table of strings, got {kind_of(value)}")
+        for name, item in value.items():
+            if not isinstance(item, str):
+                raise OptionError(key, f"expected a table of strings; {name} is {kind_of(item)}")
         return dict(value)
 
     def done(self) -> None:
@@ -109,3 +119,11 @@ class Options:
             if key not in self._read:
                 known = ", ".join(sorted(self._read)) or "no options"
                 raise OptionError(key, f"unknown option; {self._kind} takes {known}")
+
+
+def _is_web_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # a broken [IPv6] host
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)

@@ -95,7 +95,8 @@ def _command(read: Options, given: object) -> list[str]:
         try:
             argv = shlex.split(text)
         except ValueError as e:
-            raise OptionError("command", f"cannot split {text!r} into words: {e}") from None
+            # Not repeated: a command may hold a token (curl -H "Authorization: ...").
+            raise OptionError("command", f"cannot split it into words: {e}") from None
     else:
         argv = read.str_list("command")
     if not argv:
