@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -23,6 +22,7 @@ from heartbeatd.clock import Clock
 from heartbeatd.durations import format_elapsed
 from heartbeatd.errors import HeartbeatdError
 from heartbeatd.notify import iso
+from heartbeatd.redact import host as host_of
 from heartbeatd.store import Store
 
 log = logging.getLogger("heartbeatd.selfmon")
@@ -92,7 +92,7 @@ class SelfMonitor:
 
     async def _self_ping(self) -> None:
         failure = await self._ping_once()
-        host = urlsplit(self._ping_url).netloc.rpartition("@")[2]  # the path may be a secret
+        host = host_of(self._ping_url)  # the path may be a secret
         if failure is not None and self.self_ping_ok:
             log.error("self-ping to %s failing: %s", host, failure)
         elif failure is None and not self.self_ping_ok:

@@ -9,7 +9,9 @@ Holes proved closed here:
 - badge URLs published before the fix kept working, though anyone could have worked out every
   other one from them;
 - a config error quoted the value it refused: a Slack or webhook URL, a header's token, an
-  Apprise URL, a password, a shell command with a token in it, the self-ping URL.
+  Apprise URL, a password, a shell command with a token in it, the self-ping URL;
+- a failed delivery stored (and showed on the check's page) and logged what the service said,
+  and services echo what they were sent: a webhook's secret path, its Authorization header.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -180,3 +183,39 @@ async def test_a_setting_error_names_the_key_but_not_the_secret(
         await start_daemon(f"\n{line}\n")
     assert str(failure.value).startswith(f"{tmp_path / 'heartbeatd.toml'}:2: {key}: ")
     assert SECRET not in str(failure.value)
+
+
+async def test_a_failed_delivery_keeps_the_webhooks_secrets_out_of_logs_and_pages(
+    start_daemon: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def echo(request: web.Request) -> web.Response:  # as Express's 404 page, and worse
+        said = f"Cannot POST {request.path_qs} with {request.headers['Authorization']}"
+        return web.Response(status=404, text=said)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", echo)
+    server = await aiohttp_server(app)
+    url = f"http://127.0.0.1:{server.port}/hooks/{SECRET}?key=k{SECRET}"
+    daemon = await start_daemon(f"""
+[[notifier]]
+name = "hook"
+type = "webhook"
+url = "{url}"
+default = true
+headers = {{ Authorization = "Bearer b{SECRET}" }}
+""")
+    check = await daemon.add("payroll", period=5.0, grace=1.0)
+    await daemon.client.get(f"/ping/{check.uuid}")
+    caplog.set_level(logging.DEBUG)
+    await daemon.advance(7)
+    await eventually(lambda: _failed(daemon))
+    [(error,)] = await daemon.query("SELECT last_error FROM outbox")
+    assert error.startswith(f"HTTP 404 from 127.0.0.1:{server.port}: Cannot POST <url")
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("heartbeatd"))
+    page = await (await daemon.client.get(f"/checks/{check.uuid}")).text()
+    assert "HTTP 404 from" in logged and "HTTP 404 from" in page
+    assert SECRET not in error + logged + page
+
+
+async def _failed(daemon: Daemon) -> bool:
+    return await daemon.query("SELECT state FROM outbox") == [("failed",)]

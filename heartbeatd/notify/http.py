@@ -3,8 +3,10 @@
 Statuses decide retries: 2xx is delivered; 408, 425, 429 and 5xx are retried; any other 4xx
 means the request itself is wrong (a bad token, a deleted channel) and will stay wrong, so it
 fails for good. Error messages name the host, never the URL: some services (Telegram) put the
-token in the path, and errors are logged and stored. A service's answer is kept parsed on the
-error, so each notifier needs only a small picker for the service's own words (`explained`).
+token in the path, and errors are logged and stored. What a service answers may quote what it
+was sent (Express's 404 page reads "Cannot POST /hooks/<token>"), so the URL's parts and the
+headers' values are hidden in it. A service's answer is kept parsed on the error, so each
+notifier needs only a small picker for the service's own words (`explained`).
 A 429 or 503 with a Retry-After header puts that wait on the error: the dispatcher does not
 retry sooner, since an early retry only meets the same limit.
 """
@@ -16,13 +18,14 @@ import traceback
 from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 
 from heartbeatd import __version__
 from heartbeatd.durations import format_duration
 from heartbeatd.notify import NotifyError
+from heartbeatd.redact import host as host_of
 
 RETRIED = {408, 425, 429}
 SAYS_WHEN = {429, 503}  # the statuses whose Retry-After header means "not before then"
@@ -30,6 +33,10 @@ TIMEOUT_MARGIN = 1.0  # the dispatcher's limit is the request's own plus this
 SAID_LIMIT = 200  # characters of a service's answer quoted in an error
 READ_LIMIT = 65536  # bytes of an answer kept on the error: where secrets are looked for
 USER_AGENT = f"heartbeatd/{__version__}"
+PUBLIC_HEADERS = frozenset({"content-type", "accept"})  # say what the body is, never a secret
+TOKEN_LENGTH = 8  # a URL part or header word this long may be a token; shorter ones are words
+
+Secrets = list[tuple[str, str]]  # (name shown instead, secret)
 
 Picker = Callable[[dict[str, Any]], object]  # one notifier's reading of its service's JSON
 
@@ -39,8 +46,9 @@ class ServiceRefused(NotifyError):
 
     `head` says who and how ("HTTP 401 from api.telegram.org"); `said` is the whole body as
     text and `answer` the body parsed as JSON (None when it is not JSON), for a notifier to
-    pick the service's own words from. The message quotes only the start of `said`, so
-    `explained` hides secrets in all of it first: a secret cut in two would go unrecognised.
+    pick the service's own words from. `sent` is what the request carried that may be
+    secret. The message quotes only the start of `said`, so secrets are hidden in all of it
+    first: a secret cut in two would go unrecognised.
     """
 
     def __init__(
@@ -50,8 +58,11 @@ class ServiceRefused(NotifyError):
         answer: Any,
         permanent: bool = False,
         retry_after: float | None = None,
+        sent: Secrets | None = None,
     ) -> None:
-        super().__init__(_message(head, said, retry_after), permanent, retry_after)
+        self.sent = sent or []
+        message = _message(head, _hidden(said, self.sent), retry_after)
+        super().__init__(message, permanent, retry_after)
         self.head = head
         self.said = said
         self.answer = answer
@@ -85,7 +96,7 @@ class HttpNotifier:
                 timeout=aiohttp.ClientTimeout(total=self.limit),
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
-        host = urlsplit(url).netloc.rpartition("@")[2]
+        host = host_of(url)
         try:
             async with self._session.request(method, url, **kwargs) as response:
                 body = await response.read()
@@ -101,6 +112,7 @@ class HttpNotifier:
             _json(body),
             permanent=response.status < 500 and response.status not in RETRIED,
             retry_after=retry_after(response.headers) if response.status in SAYS_WHEN else None,
+            sent=sent_secrets(url, kwargs.get("headers")),
         )
 
     async def close(self) -> None:
@@ -141,7 +153,7 @@ def explained(
     JSON answer) instead of the raw JSON, how long it asked us to wait (what `wait` picks, else
     its Retry-After header), and every secret replaced by its name: `{"bot_token": token}`
     shows `<bot_token>`, even where a service echoes what it was sent."""
-    hide = sorted((secrets or {}).items(), key=lambda named: -len(named[1]))
+    hide = list((secrets or {}).items())
     if not isinstance(error, ServiceRefused):
         return NotifyError(_hidden(str(error), hide), error.permanent, error.retry_after)
     said, retry_after = error.said, error.retry_after
@@ -152,8 +164,24 @@ def explained(
             retry_after = float(asked)
         if isinstance(picked, str) and picked.strip():
             said = picked.strip()
-    message = _message(error.head, _hidden(said, hide), retry_after)
+    # The notifier's names first: `<bot_token>` says more than `<url path>`.
+    message = _message(error.head, _hidden(_hidden(said, hide), error.sent), retry_after)
     return NotifyError(message, error.permanent, retry_after)
+
+
+def sent_secrets(url: str, headers: Mapping[str, str] | None) -> Secrets:
+    """What a request carried that may be secret: the URL, its path and query and each part of
+    them long enough to be a token, its userinfo, and each header's value (and the words of
+    it: `Bearer <token>`) but Content-Type's and Accept's."""
+    parts = urlsplit(url)
+    found = [("url", url), ("url path", url.partition(parts.netloc)[2])]
+    pieces = [*parts.path.split("/"), *(v for _, v in parse_qsl(parts.query)), parts.password]
+    found += [("url part", piece) for piece in pieces if piece and len(piece) >= TOKEN_LENGTH]
+    for name, value in (headers or {}).items():
+        if name.lower() not in PUBLIC_HEADERS:
+            words = [value, *value.split()]
+            found += [(name, word) for word in words if len(word) >= TOKEN_LENGTH]
+    return found
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
@@ -176,11 +204,11 @@ def _json(body: bytes) -> Any:
         return None
 
 
-def _hidden(text: str, secrets: list[tuple[str, str]]) -> str:
+def _hidden(text: str, secrets: Secrets) -> str:
     """`text` with each secret replaced by its name, longest first: one secret may contain
-    another."""
-    for name, secret in secrets:
-        if secret:
+    another. A path of "/" alone is no secret; replaced, it would garble every message."""
+    for name, secret in sorted(secrets, key=lambda named: -len(named[1])):
+        if len(secret) > 1:
             text = text.replace(secret, f"<{name}>")
     return text
 
