@@ -17,6 +17,7 @@ from heartbeatd.monitor import Monitor
 from heartbeatd.notify import build_notifiers, make_router
 from heartbeatd.notify.dispatch import Dispatcher
 from heartbeatd.ratelimit import MISS_LIMITER, MissLimiter, limit_misses
+from heartbeatd.retention import Pruner
 from heartbeatd.selfmon import SELFMON, SelfMonitor
 from heartbeatd.store import Store
 from heartbeatd.web_keys import CLOCK, CONFIG, DISPATCHER, MONITOR, STORE, TEMPLATES
@@ -59,6 +60,7 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
         store, app[CLOCK], config.self_ping_url, config.self_ping_interval
     )
     app[metrics.STATS] = metrics.Stats(started=app[CLOCK].now())
+    pruner = Pruner(store, app[CLOCK], config.audit_retention, config.history_retention)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         await store.open()
@@ -67,8 +69,10 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
         dispatcher.heartbeatd_down = await selfmon.start()
         await monitor.start()
         dispatcher.start()
+        pruner.start()
         log.info("watching %d checks; database %s", len(monitor), config.db)
         yield
+        await pruner.stop()
         await monitor.stop()
         await dispatcher.stop()
         await selfmon.stop()

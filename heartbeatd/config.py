@@ -73,6 +73,8 @@ class Config:
     metrics_public: bool = False  # /metrics without a key, to anyone who reaches it
     self_ping_url: str = ""  # another monitor that expects a ping from heartbeatd itself
     self_ping_interval: float = 60.0
+    audit_retention: float = 90 * 86400.0  # audit rows older than this are pruned
+    history_retention: float = 90 * 86400.0  # so are flips and finished notifications
     checks: tuple[CheckDefinition, ...] = ()
     notifiers: tuple[NotifierSpec, ...] = (IMPLICIT_LOG,)
     source: str | None = None
@@ -169,6 +171,12 @@ def _self_ping_interval(value: object) -> float:
     return parse_bounded_duration(value, 10.0, 86400.0)
 
 
+def _retention(value: object) -> float:
+    if not isinstance(value, str | int | float):
+        raise ValueError(f"expected a duration like '90d', got {value!r}")
+    return parse_bounded_duration(value, 86400.0, 3650 * 86400.0)
+
+
 def _duration(value: object) -> float:
     if not isinstance(value, str | int | float):
         raise ValueError(f"expected a duration like '5m', got {value!r}")
@@ -188,6 +196,8 @@ SETTINGS: dict[str, Callable[[object], Any]] = {
     "metrics_public": _flag,
     "self_ping_url": _web_url,
     "self_ping_interval": _self_ping_interval,
+    "audit_retention": _retention,
+    "history_retention": _retention,
 }
 TABLES = ("check", "notifier", "ui")
 UI_KEYS = ("public", "trusted_header", "trusted_header_role")

@@ -71,6 +71,21 @@ FULL_SWEEP = 60.0  # seconds between sweeps of every pending row for gone notifi
 CACHE_LIMIT = 50_000  # checks kept in memory for pings; ~25 MB at the limit
 # Columns the management API's `unique` upsert may match on (name, slug, tags, timeout, grace).
 UPSERT_COLUMNS = frozenset({"name", "slug", "tags", "period", "grace"})
+# What retention prunes, by table: the time column a row ages by, and what else must hold for
+# it to go. Flips stay while a notification of theirs is pending (the outbox row would go with
+# its flip) and the newest flip before the cutoff stays, so a check's status at any retained
+# moment, and an outage's start, are still known. Each table's rowid order is its time order.
+PRUNABLE: dict[str, tuple[str, str]] = {
+    "audit": ("at", ""),
+    "sessions": ("expires", ""),
+    "outbox": ("created", "AND state != 'pending'"),
+    "flips": (
+        "at",
+        "AND EXISTS (SELECT 1 FROM flips n WHERE n.check_id = flips.check_id "
+        "AND n.at > flips.at AND n.at < :cutoff) AND NOT EXISTS (SELECT 1 FROM outbox o "
+        "WHERE o.flip_id = flips.id AND o.state = 'pending')",
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -977,6 +992,31 @@ class Store:
     ) -> None:  # fmt: skip
         """An audit row for a change made outside the store's own write paths (a login)."""
         await self._writer.run(lambda conn: _audit(conn, now, actor, action, target, before, after))
+
+    async def prune(self, table: str, cutoff: float, after: int, batch: int) -> int | None:
+        """Delete the rows of `table` older than `cutoff` among the `batch` rows after rowid
+        `after` (see PRUNABLE); the rowid to go on from, or None once past the cutoff.
+
+        A bounded scan per call, queued as background work: pruning a million rows never
+        holds the writer for more than one small batch, and pings go first."""
+        column, condition = PRUNABLE[table]
+
+        def run(conn: sqlite3.Connection) -> int | None:
+            last, oldest = conn.execute(
+                f"SELECT max(rowid), min({column}) FROM (SELECT rowid, {column} FROM {table} "
+                "WHERE rowid > ? ORDER BY rowid LIMIT ?)",
+                (after, batch),
+            ).fetchone()
+            if last is None:
+                return None
+            conn.execute(
+                f"DELETE FROM {table} WHERE rowid > :after AND rowid <= :last "
+                f"AND {column} < :cutoff {condition}",
+                {"after": after, "last": last, "cutoff": cutoff},
+            )
+            return last if oldest < cutoff else None
+
+        return await self._writer.run(run, background=True)  # no check changes
 
     async def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         """Audit rows, newest first, with `before` and `after` decoded."""
