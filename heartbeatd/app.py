@@ -10,6 +10,7 @@ import jinja2
 from aiohttp import web
 
 from heartbeatd import api, badges, ingress, metrics, ping, views, views_actions
+from heartbeatd.auth import PASSWORDS, Passwords
 from heartbeatd.clock import Clock, SystemClock
 from heartbeatd.config import Config
 from heartbeatd.errors import not_found
@@ -39,10 +40,14 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
         response.headers.setdefault(name, value)
 
 
-def create_app(config: Config, clock: Clock | None = None) -> web.Application:
-    """The whole daemon as an aiohttp app; tests build it the same way with a ManualClock."""
+def create_app(
+    config: Config, clock: Clock | None = None, passwords: Passwords | None = None
+) -> web.Application:
+    """The whole daemon as an aiohttp app; tests build it the same way with a ManualClock
+    (and, where they log in often, Passwords of a lower cost than the production one)."""
     app = web.Application(middlewares=[limit_misses])  # 404 guesses: see ratelimit.py
     app[MISS_LIMITER] = MissLimiter()
+    app[PASSWORDS] = passwords or Passwords()
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()
     app[TEMPLATES] = jinja2.Environment(

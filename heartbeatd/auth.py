@@ -5,6 +5,15 @@ Only hashes are stored: a password's scrypt (its parameters kept in the string, 
 raised later without invalidating old hashes) and the sha256 of a session's cookie token, so a
 copy of the database cannot be used to log in. A user is an admin, who changes things, or a
 viewer, who reads statuses but never sees a ping URL (exposure.py says who reads what).
+
+The cost is OWASP's for scrypt: N=2^17, r=8, p=1, 128 MiB and ~0.4-0.7 s of one core per hash.
+An older, cheaper hash still verifies and is replaced at the current cost on its owner's next
+login. Because each hash costs that much, `Passwords` runs them in a thread, HASHES_AT_ONCE at
+a time, and refuses new ones while MAX_WAITING wait: a flood of logins then uses one core and
+128 MiB, and the event loop (pings) keeps the other core. A name that is no user is checked
+against a dummy hash of the current cost, so the answer takes as long as for a real user and
+does not tell names apart (a user whose hash predates the current cost answers faster until
+their next login upgrades it).
 """
 
 from __future__ import annotations
@@ -15,22 +24,28 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from aiohttp import web
 
-from heartbeatd.errors import HeartbeatdError
+from heartbeatd.errors import HeartbeatdError, TooManyRequests
 from heartbeatd.exposure import anyone_may_read, is_local
 from heartbeatd.web_keys import CLOCK, CONFIG, STORE
 
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # ~50 ms and 16 MiB per guess
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**17, 8, 1  # OWASP's: 128 MiB and ~0.5 s of CPU per guess
+SCRYPT_MAXMEM = 256 * 1024 * 1024  # N=2^17 needs 128 MiB and a little more
+HASHES_AT_ONCE = 1  # one core hashes; the event loop keeps the other
+MAX_WAITING = 8  # logins queued for a hash before more are refused at once
 SESSION_COOKIE = "heartbeatd_session"
 LOGIN_COOKIE = "heartbeatd_login"  # the login form's CSRF token, before there is a session
 SESSION_LIFETIME = 30 * 86400.0
 DEFAULT_USER = "admin"
 ADMIN, VIEWER = "admin", "viewer"
 MAX_HEADER_USER = 100  # a longer name in the sign-in header is no user of ours
+T = TypeVar("T")
 
 
 class Forbidden(HeartbeatdError):
@@ -50,10 +65,11 @@ class User:
         return self.role == ADMIN
 
 
-def hash_password(password: str) -> str:
+def hash_password(password: str, n: int = SCRYPT_N) -> str:
+    """A salted scrypt hash at the current cost; `n` lower only for tests, to keep them fast."""
     salt = secrets.token_bytes(16)
-    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+    digest = _scrypt(password, salt, n, SCRYPT_R, SCRYPT_P)
+    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -71,8 +87,60 @@ def verify_password(password: str, stored: str) -> bool:
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(
-        password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=32
+        password.encode(), salt=salt, n=n, r=r, p=p, maxmem=SCRYPT_MAXMEM, dklen=32
     )
+
+
+def dummy_hash(n: int) -> str:
+    """A hash of cost `n` that no password matches (its digest is random): what an unknown
+    name is checked against, so that it costs the same time as a real user's."""
+    salt, digest = secrets.token_bytes(16), secrets.token_bytes(32)
+    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def is_outdated(stored: str, n: int) -> bool:
+    """Whether a stored hash is cheaper than the cost `n` (or unreadable): rehash it."""
+    try:
+        scheme, hash_n, r, p, _, _ = stored.split("$")
+        return scheme != "scrypt" or (int(hash_n), int(r), int(p)) < (n, SCRYPT_R, SCRYPT_P)
+    except ValueError:
+        return True
+
+
+class Passwords:
+    """Checks and hashes passwords in threads, `at_once` at a time (see the module docstring).
+
+    `n` is the cost new hashes get and unknown names are checked at; tests pass a low one.
+    """
+
+    def __init__(self, n: int = SCRYPT_N, at_once: int = HASHES_AT_ONCE) -> None:
+        self.n = n
+        self._slots = asyncio.Semaphore(at_once)
+        self._dummy = dummy_hash(n)
+        self._waiting = 0
+
+    def busy(self) -> bool:
+        return self._waiting >= MAX_WAITING
+
+    async def matches(self, password: str, stored: str | None) -> bool:
+        """Whether `password` matches `stored`; None (no such user) checks the dummy hash."""
+        return await self._run(verify_password, password, stored or self._dummy)
+
+    async def hash(self, password: str) -> str:
+        return await self._run(hash_password, password, self.n)
+
+    async def _run(self, work: Callable[[str, Any], T], password: str, arg: Any) -> T:
+        if self.busy():
+            raise TooManyRequests("too many logins at once; try again in a moment")
+        self._waiting += 1
+        try:
+            async with self._slots:
+                return await asyncio.to_thread(work, password, arg)
+        finally:
+            self._waiting -= 1
+
+
+PASSWORDS = web.AppKey("passwords", Passwords)
 
 
 def _b64(data: bytes) -> str:
@@ -172,11 +240,6 @@ def check_csrf(expected: str, given: object) -> None:
         or not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())
     ):
         raise Forbidden("the form has expired or did not come from this site; reload and retry")
-
-
-async def password_matches(stored: str, password: str) -> bool:
-    """verify_password off the event loop: scrypt takes tens of milliseconds by design."""
-    return await asyncio.to_thread(verify_password, password, stored)
 
 
 async def start_session(request: web.Request, response: web.StreamResponse, user_id: int) -> None:

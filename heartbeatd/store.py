@@ -866,6 +866,16 @@ class Store:
             row = await cur.fetchone()
         return (row[0], row[1]) if row else None
 
+    async def upgrade_password(self, user_id: int, old_hash: str, new_hash: str) -> None:
+        """Replace a hash made at an older cost with one at the current cost, unless it has
+        changed meanwhile. Unlike set_password, the user's sessions stay: nothing changed."""
+        await self._writer.run(  # no check changes: the ping cache stays valid
+            lambda conn: conn.execute(
+                "UPDATE users SET password = ? WHERE id = ? AND password = ?",
+                (new_hash, user_id, old_hash),
+            )
+        )
+
     async def user_count(self) -> int:
         async with self._reader.execute("SELECT count(*) FROM users") as cur:
             row = await cur.fetchone()

@@ -18,7 +18,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from heartbeatd import auth, limits, model
-from heartbeatd.auth import Forbidden, User, check_csrf, require_admin
+from heartbeatd.auth import PASSWORDS, Forbidden, User, check_csrf, require_admin
 from heartbeatd.durations import format_duration, parse_bounded_duration
 from heartbeatd.errors import BadRequest, plain_errors
 from heartbeatd.model import Check
@@ -75,14 +75,17 @@ async def login(request: web.Request) -> web.StreamResponse:
     form = await posted(request)
     check_csrf(request.cookies.get(auth.LOGIN_COOKIE, ""), form.get("csrf"))
     app = request.app
-    store = app[STORE]
+    store, passwords = app[STORE], app[PASSWORDS]
     name = str(form.get("user", "")).strip()
     password = str(form.get("password", ""))
     found = await store.password_of(name)
     now = app[CLOCK].now()
-    if found is None or not await auth.password_matches(found[1], password):
+    if not await passwords.matches(password, found[1] if found else None):
         await store.record_audit(now, name or "?", "login.fail", "web")
         return login_page(request, 401, "Wrong user name or password.", name)
+    assert found is not None
+    if auth.is_outdated(found[1], passwords.n) and not passwords.busy():  # else next time
+        await store.upgrade_password(found[0], found[1], await passwords.hash(password))
     await store.record_audit(now, name, "login", "web")
     response = web.HTTPSeeOther(safe_next(str(form.get("next", "/"))))
     await auth.start_session(request, response, found[0])

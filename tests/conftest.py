@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner, Result
 
 from heartbeatd.app import create_app
+from heartbeatd.auth import Passwords, hash_password
 from heartbeatd.clock import ManualClock
 from heartbeatd.config import Config, load_config
 from heartbeatd.monitor import Monitor
@@ -19,6 +20,14 @@ from heartbeatd.store import CheckDefinition, Store
 from heartbeatd.web_keys import MONITOR, STORE
 
 MakeConfig = Callable[..., Config]
+# Tests log in hundreds of times: at the production cost (auth.SCRYPT_N, ~0.5 s a hash) that
+# alone would take minutes. The production default is proven in test_attack_login.py.
+TEST_SCRYPT_N = 2**10
+
+
+def cheap_hash(password: str) -> str:
+    """A password hash at the tests' cost, which start_daemon's apps take as current."""
+    return hash_password(password, TEST_SCRYPT_N)
 
 
 @pytest.fixture
@@ -81,8 +90,10 @@ async def start_daemon(
 ) -> AsyncIterator[Callable[..., Any]]:
     clients: list[TestClient[Any, Any]] = []
 
-    async def start(toml: str = "", **overrides: str) -> Daemon:
-        client = TestClient(TestServer(create_app(make_config(toml, **overrides), clock)))
+    async def start(toml: str = "", passwords: Passwords | None = None, **overrides: str) -> Daemon:
+        passwords = passwords or Passwords(TEST_SCRYPT_N)
+        app = create_app(make_config(toml, **overrides), clock, passwords)
+        client = TestClient(TestServer(app))
         await client.start_server()
         clients.append(client)
         return Daemon(client, clock)

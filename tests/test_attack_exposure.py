@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from heartbeatd.auth import hash_password
 from heartbeatd.cli import cli
 from heartbeatd.exposure import summary
 from heartbeatd.model import unique_key
-from tests.conftest import Daemon
+from tests.conftest import Daemon, cheap_hash
 from tests.test_crash import Daemon as Process
 from tests.test_web import PASSWORD, csrf_in
 
@@ -46,7 +45,7 @@ def leaks(html: str, check: Any) -> bool:
 async def test_a_stranger_through_the_proxy_must_log_in(start_daemon: Any) -> None:
     daemon = await start_daemon(listen="127.0.0.1:8000", **BEHIND_PROXY)
     check = await daemon.add("backup")
-    await daemon.store.set_password("admin", hash_password(PASSWORD), daemon.clock.now())
+    await daemon.store.set_password("admin", cheap_hash(PASSWORD), daemon.clock.now())
     for path in ("/", f"/checks/{check.uuid}", f"/checks/{unique_key(check.uuid)}"):
         status, html = await get(daemon, path, **FROM_PROXY)
         assert status == 303 and not leaks(html, check), path
@@ -120,7 +119,7 @@ async def test_a_local_scraper_reads_metrics_without_a_key(daemon: Daemon) -> No
 
 
 async def test_an_empty_csrf_token_without_a_login_cookie_is_refused(daemon: Daemon) -> None:
-    await daemon.store.set_password("admin", hash_password(PASSWORD), daemon.clock.now())
+    await daemon.store.set_password("admin", cheap_hash(PASSWORD), daemon.clock.now())
     response = await daemon.client.post(
         "/login",
         data={"csrf": "", "user": "admin", "password": PASSWORD},
@@ -145,7 +144,7 @@ async def test_every_answer_forbids_framing_and_sniffing(daemon: Daemon, path: s
 
 async def sign_in(daemon: Daemon, name: str, role: str) -> str:
     """Log in through the form as a user of `role`; returns the page's CSRF token."""
-    await daemon.store.set_password(name, hash_password(PASSWORD), daemon.clock.now(), role)
+    await daemon.store.set_password(name, cheap_hash(PASSWORD), daemon.clock.now(), role)
     form = await (await daemon.client.get("/login")).text()
     response = await daemon.client.post(
         "/login", data={"csrf": csrf_in(form), "user": name, "password": PASSWORD, "next": "/"}

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from heartbeatd.auth import hash_password
-from tests.conftest import Daemon
+from tests.conftest import Daemon, cheap_hash
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -45,7 +44,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 async def logged_in(daemon: Daemon, browser: Browser, **context: Any) -> Page:
-    await daemon.store.set_password("admin", hash_password(PASSWORD), daemon.clock.now())
+    await daemon.store.set_password("admin", cheap_hash(PASSWORD), daemon.clock.now())
     page = await (await browser.new_context(**context)).new_page()
     page.set_default_timeout(10_000)
     await page.goto(str(daemon.client.make_url("/")))

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from heartbeatd.auth import hash_password
 from heartbeatd.ping import storable
-from tests.conftest import Daemon
+from tests.conftest import Daemon, cheap_hash
 from tests.test_web import PASSWORD, PRIVATE, csrf_in, log_in
 
 RAW = b"\xff\xed\xa0\x80("  # not UTF-8: one bad byte, then a UTF-8-encoded surrogate
@@ -126,7 +125,7 @@ async def test_a_login_form_with_bad_bytes_is_refused_or_served(
     start_daemon: Any, field: str
 ) -> None:
     daemon = await start_daemon(PRIVATE)
-    await daemon.store.set_password("admin", hash_password(PASSWORD), daemon.clock.now())
+    await daemon.store.set_password("admin", cheap_hash(PASSWORD), daemon.clock.now())
     form = await (await daemon.client.get("/login")).text()
     fields = {"csrf": csrf_in(form).encode(), "user": b"admin", "password": PASSWORD.encode(),
               "next": b"/"}  # fmt: skip

@@ -17,7 +17,7 @@ from heartbeatd.cli import cli
 from heartbeatd.config import ConfigError, load_config
 from heartbeatd.exposure import local_only
 from heartbeatd.schedule import Schedule, in_words
-from tests.conftest import Daemon, eventually
+from tests.conftest import Daemon, cheap_hash, eventually
 
 PASSWORD = "correct horse battery"
 PRIVATE = "[ui]\npublic = false\n"
@@ -33,7 +33,7 @@ def csrf_in(html: str) -> str:
 
 async def log_in(daemon: Daemon, user: str = "admin") -> str:
     """Log in through the form; returns the session's CSRF token."""
-    await daemon.store.set_password(user, hash_password(PASSWORD), daemon.clock.now())
+    await daemon.store.set_password(user, cheap_hash(PASSWORD), daemon.clock.now())
     form = await (await daemon.client.get("/login")).text()
     response = await daemon.client.post(
         "/login", data={"csrf": csrf_in(form), "user": user, "password": PASSWORD, "next": "/"}
@@ -234,7 +234,7 @@ async def test_login_sets_a_hashed_http_only_session_and_returns_to_next(
     start_daemon: Any,
 ) -> None:
     daemon = await start_daemon(PRIVATE)
-    await daemon.store.set_password("ops", hash_password(PASSWORD), daemon.clock.now())
+    await daemon.store.set_password("ops", cheap_hash(PASSWORD), daemon.clock.now())
     form = await page(daemon, "/login?next=/%3Fstatus%3Ddown")
     response = await daemon.client.post(
         "/login",
@@ -252,7 +252,7 @@ async def test_login_sets_a_hashed_http_only_session_and_returns_to_next(
 
 async def test_the_session_cookie_is_secure_behind_an_https_proxy(start_daemon: Any) -> None:
     daemon = await start_daemon(PRIVATE + "\n", trusted_proxies="127.0.0.1")
-    await daemon.store.set_password("admin", hash_password(PASSWORD), daemon.clock.now())
+    await daemon.store.set_password("admin", cheap_hash(PASSWORD), daemon.clock.now())
     https = {"X-Forwarded-Proto": "https"}
     login_form = await daemon.client.get("/login", headers=https)
     form_cookie = login_form.cookies["heartbeatd_login"]
@@ -268,7 +268,7 @@ async def test_the_session_cookie_is_secure_behind_an_https_proxy(start_daemon: 
 
 async def test_a_wrong_password_is_refused_and_audited(start_daemon: Any) -> None:
     daemon = await start_daemon(PRIVATE)
-    await daemon.store.set_password("admin", hash_password(PASSWORD), daemon.clock.now())
+    await daemon.store.set_password("admin", cheap_hash(PASSWORD), daemon.clock.now())
     form = await page(daemon, "/login")
     response = await daemon.client.post(
         "/login", data={"csrf": csrf_in(form), "user": "admin", "password": "guess"}
@@ -281,7 +281,7 @@ async def test_a_wrong_password_is_refused_and_audited(start_daemon: Any) -> Non
 
 async def test_a_login_form_without_its_csrf_token_is_refused(start_daemon: Any) -> None:
     daemon = await start_daemon(PRIVATE)
-    await daemon.store.set_password("admin", hash_password(PASSWORD), daemon.clock.now())
+    await daemon.store.set_password("admin", cheap_hash(PASSWORD), daemon.clock.now())
     await page(daemon, "/login")  # sets the form's cookie
     response = await daemon.client.post(
         "/login", data={"csrf": "forged", "user": "admin", "password": PASSWORD}
@@ -295,7 +295,7 @@ async def test_a_login_form_without_its_csrf_token_is_refused(start_daemon: Any)
 )
 async def test_login_never_redirects_off_site(start_daemon: Any, target: str) -> None:
     daemon = await start_daemon(PRIVATE)
-    await daemon.store.set_password("admin", hash_password(PASSWORD), daemon.clock.now())
+    await daemon.store.set_password("admin", cheap_hash(PASSWORD), daemon.clock.now())
     form = await page(daemon, "/login")
     response = await daemon.client.post(
         "/login", allow_redirects=False,
@@ -326,14 +326,14 @@ async def test_logout_ends_the_session(start_daemon: Any) -> None:
 async def test_a_changed_password_ends_existing_sessions(start_daemon: Any) -> None:
     daemon = await start_daemon(PRIVATE)
     await log_in(daemon)
-    await daemon.store.set_password("admin", hash_password("another one"), daemon.clock.now())
+    await daemon.store.set_password("admin", cheap_hash("another one"), daemon.clock.now())
     response = await daemon.client.get("/", allow_redirects=False)
     assert response.status == 303
 
 
 def test_passwords_are_stored_as_salted_scrypt() -> None:
     stored = hash_password(PASSWORD)
-    assert stored.startswith("scrypt$16384$8$1$") and PASSWORD not in stored
+    assert stored.startswith("scrypt$131072$8$1$") and PASSWORD not in stored
     assert stored != hash_password(PASSWORD)  # a fresh salt each time
     assert verify_password(PASSWORD, stored) and not verify_password("nope", stored)
     assert not verify_password(PASSWORD, "garbage") and not verify_password(PASSWORD, "a$b$c$d$e$f")
