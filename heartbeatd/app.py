@@ -14,6 +14,7 @@ from heartbeatd.auth import PASSWORDS, Passwords
 from heartbeatd.clock import Clock, SystemClock
 from heartbeatd.config import Config
 from heartbeatd.errors import not_found
+from heartbeatd.login_limit import LOGIN_THROTTLE, LoginThrottle
 from heartbeatd.monitor import Monitor
 from heartbeatd.notify import build_notifiers, make_router
 from heartbeatd.notify.dispatch import Dispatcher
@@ -47,6 +48,7 @@ def create_app(
     (and, where they log in often, Passwords of a lower cost than the production one)."""
     app = web.Application(middlewares=[limit_misses])  # 404 guesses: see ratelimit.py
     app[MISS_LIMITER] = MissLimiter()
+    app[LOGIN_THROTTLE] = LoginThrottle()
     app[PASSWORDS] = passwords or Passwords()
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()

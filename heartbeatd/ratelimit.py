@@ -89,8 +89,11 @@ class MissLimiter:
 
     def hold(self, source: str, now: float) -> float:
         """How long to hold a refusal to `source` so that its refusals go out one at a time,
-        1 / REFUSAL_RATE apart. `now` is the event loop's clock: the hold is a real sleep."""
+        1 / REFUSAL_RATE apart. `now` is the event loop's clock: the hold is a real sleep.
+        Login refusals (login_limit.py) are paced here too, with the source's 404 refusals."""
         at = min(max(now, self._next_refusal.get(source, now)) + 1 / REFUSAL_RATE, now + MAX_HOLD)
+        if source not in self._next_refusal and len(self._next_refusal) >= self.max_sources:
+            self._next_refusal = {s: t for s, t in self._next_refusal.items() if t > now}
         self._next_refusal[source] = at
         return at - now
 

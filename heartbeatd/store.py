@@ -71,6 +71,8 @@ FULL_SWEEP = 60.0  # seconds between sweeps of every pending row for gone notifi
 CACHE_LIMIT = 50_000  # checks kept in memory for pings; ~25 MB at the limit
 # Columns the management API's `unique` upsert may match on (name, slug, tags, timeout, grace).
 UPSERT_COLUMNS = frozenset({"name", "slug", "tags", "period", "grace"})
+MAX_AUDIT_TEXT = 200  # characters of an audit row's actor and target
+LOGIN_FAILURE_WINDOW = 60.0  # one login.fail row per source and name in this many seconds
 # What retention prunes, by table: the time column a row ages by, and what else must hold for
 # it to go. Flips stay while a notification of theirs is pending (the outbox row would go with
 # its flip) and the newest flip before the cutoff stays, so a check's status at any retained
@@ -1003,6 +1005,27 @@ class Store:
         """An audit row for a change made outside the store's own write paths (a login)."""
         await self._writer.run(lambda conn: _audit(conn, now, actor, action, target, before, after))
 
+    async def record_login_failure(self, now: float, actor: str, source: str) -> None:
+        """A failed login from `source` as `actor`: one audit row per source and actor per
+        LOGIN_FAILURE_WINDOW, counting the failures in `after`, so a guesser adds no rows."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT id, after FROM audit WHERE at >= ? AND action = 'login.fail' "
+                "AND actor = ? AND target = ? ORDER BY id DESC LIMIT 1",
+                (now - LOGIN_FAILURE_WINDOW, actor[:MAX_AUDIT_TEXT], source[:MAX_AUDIT_TEXT]),
+            ).fetchone()
+            if row is None:
+                _audit(conn, now, actor, "login.fail", source, None, {"failures": 1})
+                return
+            failures = json.loads(row[1] or "{}").get("failures", 1) + 1
+            conn.execute(
+                "UPDATE audit SET after = ? WHERE id = ?",
+                (json.dumps({"failures": failures}), row[0]),
+            )
+
+        await self._writer.run(run)  # no check changes: the ping cache stays valid
+
     async def prune(self, table: str, cutoff: float, after: int, batch: int) -> int | None:
         """Delete the rows of `table` older than `cutoff` among the `batch` rows after rowid
         `after` (see PRUNABLE); the rowid to go on from, or None once past the cutoff.
@@ -1244,10 +1267,12 @@ def _audit(
     conn: sqlite3.Connection, at: float, actor: str, action: str, target: str,
     before: Mapping[str, Any] | None, after: Mapping[str, Any] | None,
 ) -> None:  # fmt: skip
+    """An audit row; the actor and target (which a client may choose: a user name, an
+    address) are cut to MAX_AUDIT_TEXT characters, so no row can fill the disk."""
     conn.execute(
         "INSERT INTO audit (at, actor, action, target, before, after) VALUES (?, ?, ?, ?, ?, ?)",
         (
-            at, actor, action, target,
+            at, actor[:MAX_AUDIT_TEXT], action, target[:MAX_AUDIT_TEXT],
             json.dumps(before) if before is not None else None,
             json.dumps(after) if after is not None else None,
         ),

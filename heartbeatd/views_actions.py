@@ -9,6 +9,7 @@ to edit, rotate or delete them (pausing is state, not definition, and is allowed
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -21,8 +22,10 @@ from heartbeatd import auth, limits, model
 from heartbeatd.auth import PASSWORDS, Forbidden, User, check_csrf, require_admin
 from heartbeatd.durations import format_duration, parse_bounded_duration
 from heartbeatd.errors import BadRequest, plain_errors
+from heartbeatd.login_limit import LOGIN_THROTTLE
 from heartbeatd.model import Check
 from heartbeatd.notify import Event, Notifier, NotifyError, build_notifiers
+from heartbeatd.ratelimit import MISS_LIMITER, source_of
 from heartbeatd.schedule import validate_cron, validate_tz
 from heartbeatd.store import CheckDefinition
 from heartbeatd.views import UUID_PATH, check_page_response, render
@@ -30,14 +33,22 @@ from heartbeatd.web_keys import CLOCK, CONFIG, MONITOR, STORE
 
 routes = web.RouteTableDef()
 T = TypeVar("T")
+MAX_LOGIN_FORM = 8192  # bytes: a login form is far smaller; a 1 MB user name is refused early
+MAX_USER_NAME = 200
+MAX_PASSWORD = 1024
 
 
 # -- login --------------------------------------------------------------------------------
 
 
-async def posted(request: web.Request) -> MultiDictProxy[str | bytes | web.FileField]:
-    """The submitted form. aiohttp decodes a field strictly, so bytes that are not UTF-8 made
-    a 500; they are the client's mistake: 400."""
+async def posted(
+    request: web.Request, max_size: int | None = None
+) -> MultiDictProxy[str | bytes | web.FileField]:
+    """The submitted form, refused with 413 past `max_size` bytes (default: aiohttp's 1 MiB).
+    aiohttp decodes a field strictly, so bytes that are not UTF-8 made a 500; they are the
+    client's mistake: 400."""
+    if max_size is not None:
+        request = request.clone(client_max_size=max_size)
     try:
         return await request.post()
     except UnicodeDecodeError:
@@ -58,6 +69,7 @@ def login_page(request: web.Request, status: int = 200, error: str = "", name: s
     response = render(
         request, "login.html", http_status=status, csrf=csrf, error=error,
         name=name or auth.DEFAULT_USER, next=safe_next(request.query.get("next")), users=users,
+        max_user_name=MAX_USER_NAME, max_password=MAX_PASSWORD,
     )  # fmt: skip
     auth.set_cookie(request, response, auth.LOGIN_COOKIE, csrf, 3600)
     return response
@@ -72,25 +84,58 @@ async def login_form(request: web.Request) -> web.Response:
 @routes.post("/login")
 @plain_errors
 async def login(request: web.Request) -> web.StreamResponse:
-    form = await posted(request)
-    check_csrf(request.cookies.get(auth.LOGIN_COOKIE, ""), form.get("csrf"))
+    """Log in, throttled (login_limit.py): a source or name that failed too often is refused
+    before its form is read or its password hashed."""
     app = request.app
-    store, passwords = app[STORE], app[PASSWORDS]
+    source = source_of(request)
+    if refused := await refusal(request, source, None):
+        return refused
+    form = await posted(request, MAX_LOGIN_FORM)
+    check_csrf(request.cookies.get(auth.LOGIN_COOKIE, ""), form.get("csrf"))
     name = str(form.get("user", "")).strip()
     password = str(form.get("password", ""))
+    if len(name) > MAX_USER_NAME or len(password) > MAX_PASSWORD:
+        raise BadRequest("the user name or password is too long")
+    store, passwords, throttle = app[STORE], app[PASSWORDS], app[LOGIN_THROTTLE]
     found = await store.password_of(name)
-    now = app[CLOCK].now()
+    # From the checks to the hash's place in the queue, nothing awaits: tries in flight at
+    # once cannot all pass the throttle, nor all queue for a hash.
+    if refused := await refusal(request, source, name):
+        return refused
+    if passwords.busy():
+        return throttled_page(request, 1.0, name)
+    throttle.attempt(source, name, app[CLOCK].monotonic())
     if not await passwords.matches(password, found[1] if found else None):
-        await store.record_audit(now, name or "?", "login.fail", "web")
+        # The name is kept only if it is a user's: a password typed into it must not be.
+        await store.record_login_failure(app[CLOCK].now(), name if found else "?", source)
         return login_page(request, 401, "Wrong user name or password.", name)
     assert found is not None
+    throttle.succeeded(source, name, app[CLOCK].monotonic())
     if auth.is_outdated(found[1], passwords.n) and not passwords.busy():  # else next time
         await store.upgrade_password(found[0], found[1], await passwords.hash(password))
-    await store.record_audit(now, name, "login", "web")
+    await store.record_audit(app[CLOCK].now(), name, "login", "web")
     response = web.HTTPSeeOther(safe_next(str(form.get("next", "/"))))
     await auth.start_session(request, response, found[0])
     response.del_cookie(auth.LOGIN_COOKIE, path="/")
     raise response
+
+
+async def refusal(request: web.Request, source: str, name: str | None) -> web.Response | None:
+    """A 429 login page if `source` (trying `name`) must wait, else None. Refusals to one
+    source go out one at a time (ratelimit.py's hold), so a flood of them costs little CPU."""
+    app = request.app
+    wait = app[LOGIN_THROTTLE].wait(source, name, app[CLOCK].monotonic())
+    if wait <= 0:
+        return None
+    await asyncio.sleep(app[MISS_LIMITER].hold(source, asyncio.get_running_loop().time()))
+    return throttled_page(request, wait, name or "")
+
+
+def throttled_page(request: web.Request, wait: float, name: str) -> web.Response:
+    seconds = math.ceil(wait)
+    response = login_page(request, 429, f"Too many failed logins; try again in {seconds} s.", name)
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 @routes.post("/logout")
