@@ -30,7 +30,7 @@ from heartbeatd import model
 from heartbeatd.auth import MAX_WAITING, SCRYPT_N, SESSION_LIFETIME, Passwords, hash_password
 from heartbeatd.login_limit import FREE_FAILURES, NAME_MAX_WAIT, LoginThrottle
 from heartbeatd.retention import PRUNE_EVERY
-from tests.conftest import Daemon, cheap_hash, eventually
+from tests.conftest import Daemon, Invoke, cheap_hash, eventually
 from tests.test_crash import Daemon as Process
 from tests.test_hostile import p99_ms, ping_latencies
 
@@ -113,7 +113,7 @@ async def test_megabyte_user_names_are_refused_and_leave_the_database_as_it_was(
 
 
 async def test_a_password_typed_as_the_name_is_not_kept_and_a_guesser_makes_one_row(
-    behind_proxy: Daemon,
+    behind_proxy: Daemon, hb: Invoke
 ) -> None:
     daemon, form = behind_proxy, LoginForm(behind_proxy)
     for _ in range(3):
@@ -123,6 +123,8 @@ async def test_a_password_typed_as_the_name_is_not_kept_and_a_guesser_makes_one_
     assert await failed_logins(daemon) == [
         ("?", "10.0.0.1", 3), ("admin", "10.0.0.1", 1), ("admin", "2001:db8:1:2::/64", 1),
     ]  # fmt: skip
+    audit = await asyncio.to_thread(hb, "audit")  # the CLI runs its own event loop
+    assert " ? login.fail 10.0.0.1: 3 failures\n" in audit.output
     daemon.clock.advance(61)
     assert await form.status("admin", "wrong", "10.0.0.1") == 401
     assert (await failed_logins(daemon))[-1] == ("admin", "10.0.0.1", 1)  # a new minute

@@ -105,7 +105,10 @@ def _audit_subject(row: dict[str, Any]) -> str:
 
 
 def _audit_change(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
-    """`: key old -> new, ...` for the fields an update changed."""
+    """`: key old -> new, ...` for the fields an update changed; `: N failures` for a row
+    counting a source's failed logins (one row a minute, store.record_login_failure)."""
+    if before is None and after is not None and "failures" in after:
+        return f": {after['failures']} failures"
     if before is None or after is None:
         return ""
     changed = [f"{key} {before.get(key)!r} -> {after[key]!r}"
