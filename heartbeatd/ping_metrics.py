@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 
-NAME = re.compile(r"^[a-z_][a-z0-9_]{0,31}$")
+NAME = re.compile(r"[a-z_][a-z0-9_]{0,31}")  # fullmatch: "$" would take a trailing newline
 NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 MAX_METRICS = 16
 MAX_VALUE_CHARS = 40
@@ -52,7 +52,7 @@ class _Collector:
         self.excess = 0
 
     def add(self, name: str, text: str) -> None:
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             self.note(f"ignored metric {name[:40]!r}: names are a-z, 0-9 and _, up to 32")
         elif (value := number(text)) is None:
             self.note(f"ignored {name}={text[:40]!r}: not a finite number")

@@ -1199,15 +1199,22 @@ def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
 
+MAX_TRACKED_METRICS = 64  # metric names whose latest value a check keeps (4 pings' worth)
+
+
 def _keep_last_metrics(
     conn: sqlite3.Connection, check_id: int, metrics: Mapping[str, float]
 ) -> None:
     """Remember a ping's metrics as the check's latest (issue 8): only pings that carry
-    numbers pay for it, one upsert of a small table per metric."""
+    numbers pay for it, one upsert of a small table per metric. A name new to the check is
+    taken only while it has fewer than MAX_TRACKED_METRICS: a pinger inventing names on every
+    ping would otherwise grow the table, and /metrics, without bound."""
     conn.executemany(
-        "INSERT INTO metric_last (check_id, name, value) VALUES (?, ?, ?) "
+        "INSERT INTO metric_last (check_id, name, value) SELECT ?1, ?2, ?3 "
+        "WHERE EXISTS (SELECT 1 FROM metric_last WHERE check_id = ?1 AND name = ?2) "
+        "OR (SELECT count(*) FROM metric_last WHERE check_id = ?1) < ?4 "
         "ON CONFLICT (check_id, name) DO UPDATE SET value = excluded.value",
-        [(check_id, name, value) for name, value in metrics.items()],
+        [(check_id, name, value, MAX_TRACKED_METRICS) for name, value in metrics.items()],
     )
 
 

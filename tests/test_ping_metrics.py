@@ -166,6 +166,26 @@ async def test_last_metrics_gives_each_metrics_newest_value(daemon: Daemon) -> N
     assert await daemon.store.last_metrics() == {check.id: {"rows": 2, "bytes": 10}}
 
 
+async def test_a_pinger_inventing_metric_names_cannot_grow_the_latest_values(
+    daemon: Daemon,
+) -> None:
+    check = await daemon.add()
+    await daemon.client.get(f"/ping/{check.uuid}?rows=1")
+    for batch in range(20):  # 320 new names, 16 a ping
+        names = "&".join(f"m{batch}_{i}=1" for i in range(16))
+        await daemon.client.get(f"/ping/{check.uuid}?{names}")
+    await daemon.client.get(f"/ping/{check.uuid}?rows=7&brand_new=1")
+    latest = (await daemon.store.last_metrics())[check.id]
+    assert len(latest) == 64
+    assert latest["rows"] == 7 and "brand_new" not in latest  # known names still move
+
+
+async def test_a_metric_name_with_a_trailing_newline_is_ignored(daemon: Daemon) -> None:
+    check = await daemon.add()
+    await daemon.client.get(f"/ping/{check.uuid}?rows%0A=1")
+    assert await daemon.store.last_metrics() == {}
+
+
 async def test_undecodable_query_bytes_are_noted_not_a_500(daemon: Daemon) -> None:
     check = await daemon.add()
     response = await daemon.client.get(f"/ping/{check.uuid}?b%ff=1&rows=%ff%fe&count=2")
