@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from heartbeatd import limits
 from heartbeatd.errors import HeartbeatdError, TooManyRequests
 from heartbeatd.exposure import anyone_may_read, is_local
 from heartbeatd.web_keys import CLOCK, CONFIG, STORE
@@ -44,7 +45,6 @@ LOGIN_COOKIE = "heartbeatd_login"  # the login form's CSRF token, before there i
 SESSION_LIFETIME = 30 * 86400.0
 DEFAULT_USER = "admin"
 ADMIN, VIEWER = "admin", "viewer"
-MAX_HEADER_USER = 100  # a longer name in the sign-in header is no user of ours
 T = TypeVar("T")
 
 
@@ -191,7 +191,7 @@ async def header_user(request: web.Request) -> User | None:
     if not config.ui_trusted_header or not from_trusted_proxy(request):
         return None
     name = request.headers.get(config.ui_trusted_header, "").strip()
-    if not name or len(name) > MAX_HEADER_USER:
+    if not name or len(name) > limits.MAX_USER_NAME:  # no user of ours
         return None
     store = request.app[STORE]
     role = await store.role_of(name) or config.ui_trusted_header_role

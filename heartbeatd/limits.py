@@ -25,6 +25,8 @@ MAX_DESC = 10_000  # Healthchecks: unbounded; the web form used to stop at 2,000
 MAX_CRON = 100  # Healthchecks: schedule, 100 characters
 MAX_KEYWORDS = 200  # Healthchecks: success_kw, failure_kw, start_kw, 200 characters each
 MAX_CHANNELS = 10_000  # Healthchecks: unbounded; 270 channel ids, comma-separated
+MAX_USER_NAME = 200  # a web UI user's name: the login form, the CLI and the sign-in header
+MAX_PASSWORD = 1024  # far above any passphrase; scrypt's input is not ours to make unbounded
 # Lowercase letters, digits, '-' and '_'. Always used with fullmatch: `$` after re.match also
 # matches before a final newline, which let "abc\n" through as a slug.
 SLUG = re.compile(r"[a-z0-9_-]*")

@@ -34,8 +34,6 @@ from heartbeatd.web_keys import CLOCK, CONFIG, MONITOR, STORE
 routes = web.RouteTableDef()
 T = TypeVar("T")
 MAX_LOGIN_FORM = 8192  # bytes: a login form is far smaller; a 1 MB user name is refused early
-MAX_USER_NAME = 200
-MAX_PASSWORD = 1024
 
 
 # -- login --------------------------------------------------------------------------------
@@ -69,7 +67,7 @@ def login_page(request: web.Request, status: int = 200, error: str = "", name: s
     response = render(
         request, "login.html", http_status=status, csrf=csrf, error=error,
         name=name or auth.DEFAULT_USER, next=safe_next(request.query.get("next")), users=users,
-        max_user_name=MAX_USER_NAME, max_password=MAX_PASSWORD,
+        max_user_name=limits.MAX_USER_NAME, max_password=limits.MAX_PASSWORD,
     )  # fmt: skip
     auth.set_cookie(request, response, auth.LOGIN_COOKIE, csrf, 3600)
     return response
@@ -94,7 +92,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     check_csrf(request.cookies.get(auth.LOGIN_COOKIE, ""), form.get("csrf"))
     name = str(form.get("user", "")).strip()
     password = str(form.get("password", ""))
-    if len(name) > MAX_USER_NAME or len(password) > MAX_PASSWORD:
+    if len(name) > limits.MAX_USER_NAME or len(password) > limits.MAX_PASSWORD:
         raise BadRequest("the user name or password is too long")
     store, passwords, throttle = app[STORE], app[PASSWORDS], app[LOGIN_THROTTLE]
     found = await store.password_of(name)

@@ -256,6 +256,13 @@ def test_users_are_added_listed_and_removed_from_the_command_line(tmp_path: Any)
     assert missing.exit_code != 0 and "no user 'eve'" in missing.output
 
 
+@pytest.mark.parametrize("name", ["", " eve", "e" * 201])
+def test_a_user_the_login_form_could_never_match_is_refused(tmp_path: Any, name: str) -> None:
+    db = str(tmp_path / "hb.db")
+    result = CliRunner().invoke(cli, ["user", "add", name, "--no-password", "--db", db])
+    assert result.exit_code == 2 and "1 to 200 characters" in result.output
+
+
 def test_the_summary_says_what_a_stranger_gets(make_config: Any) -> None:
     local = summary(make_config(listen="127.0.0.1:8000"))
     assert "status page local visitors read it, others log in" in local

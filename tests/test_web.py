@@ -359,13 +359,15 @@ def test_set_password_prompts_twice_and_stores_a_hash(tmp_path: Path) -> None:
     assert all(verify_password(PASSWORD, stored) for _, stored in rows)
 
 
-def test_set_password_reads_stdin_and_refuses_a_short_password(tmp_path: Path) -> None:
+def test_set_password_reads_stdin_and_refuses_a_short_or_huge_password(tmp_path: Path) -> None:
     db = str(tmp_path / "h.db")
     runner = CliRunner()
     ok = runner.invoke(cli, ["user", "set-password", "--db", db, "--stdin"], input=PASSWORD + "\n")
     assert ok.exit_code == 0, ok.output
     short = runner.invoke(cli, ["user", "set-password", "--db", db, "--stdin"], input="short\n")
-    assert short.exit_code == 1 and "at least 8 characters" in short.output
+    assert short.exit_code == 1 and "needs 8 to 1024 characters" in short.output
+    huge = runner.invoke(cli, ["user", "set-password", "--db", db, "--stdin"], input="x" * 1025)
+    assert huge.exit_code == 1 and "needs 8 to 1024 characters" in huge.output
 
 
 # -- actions ----------------------------------------------------------------------------

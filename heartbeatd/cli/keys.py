@@ -131,9 +131,19 @@ STDIN_OPTION = click.option(
 LOCKED = "!"  # the password of a user who signs in only through the proxy's header
 
 
+def _user_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A name the login form and the sign-in header can match: no outer spaces (the form
+    strips them), not empty, at most limits.MAX_USER_NAME."""
+    from heartbeatd.limits import MAX_USER_NAME
+
+    if not value or value != value.strip() or len(value) > MAX_USER_NAME:
+        raise click.BadParameter(f"1 to {MAX_USER_NAME} characters, no spaces around them")
+    return value
+
+
 @user.command("add")
 @config_options
-@click.argument("name")
+@click.argument("name", callback=_user_name)
 @ROLE_OPTION
 @STDIN_OPTION
 @click.option("--no-password", is_flag=True, help="signs in only by [ui] trusted_header")
@@ -194,7 +204,8 @@ def user_remove(config_file: str | None, db: str | None, name: str) -> None:
 
 @user.command("set-password")
 @config_options
-@click.option("--user", "name", default="admin", show_default=True, help="the user to log in as")
+@click.option("--user", "name", default="admin", show_default=True, callback=_user_name,
+              help="the user to log in as")  # fmt: skip
 @ROLE_OPTION
 @STDIN_OPTION
 def user_set_password(config_file: str | None, db: str | None, name: str, role: str | None,
@@ -215,11 +226,14 @@ def user_set_password(config_file: str | None, db: str | None, name: str, role: 
 def _new_password_hash(from_stdin: bool) -> str:
     """A password typed twice at a prompt, or one line of standard input, hashed."""
     from heartbeatd.auth import hash_password
+    from heartbeatd.limits import MAX_PASSWORD
 
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if len(password) < MIN_PASSWORD:
-        raise click.ClickException(f"the password needs at least {MIN_PASSWORD} characters")
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise click.ClickException(
+            f"the password needs {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+        )
     return hash_password(password)
