@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from heartbeatd import limits, model, rules
+from heartbeatd import body_rules, limits, model, rules
 from heartbeatd.errors import BadRequest
 from heartbeatd.model import Check, Status, unique_key
 from heartbeatd.notify import iso
@@ -276,13 +276,15 @@ def definition(
 def with_body_rules(current: CheckRules, given: Mapping[str, Any]) -> CheckRules:
     """`current` with the keyword fields in `given` changed; its assertions are kept.
 
-    As in Healthchecks, keywords filter only while `filter_http_body` is true.
+    As in Healthchecks, keywords filter only while `filter_http_body` is true. A stored
+    pattern RE2 refuses (saved before heartbeatd used RE2) is kept unless `given` replaces it,
+    so changing a check's other fields does not fail on it.
     """
     table = current.as_config()
     table.setdefault("filter_http_body", False)
     table.update(given)
     try:
-        return rules.from_config(table)
+        return rules.from_config(table, stored=set(body_rules.PATTERN_KEYS) - set(given))
     except rules.RuleError as e:
         raise BadRequest(f"json validation error: {e.key}: {e}") from None
 

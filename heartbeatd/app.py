@@ -73,6 +73,9 @@ def create_app(
         await store.open()
         for change in await store.reconcile(config.checks, app[CLOCK].now()):
             log.info("%s", change)
+        for check in await store.list_checks():  # saved before heartbeatd used RE2 (rules.py)
+            for key, why in check.rules.body.refused() if check.rules.body else ():
+                log.warning("check %s: %s is not run until replaced: %s", check.slug, key, why)
         dispatcher.heartbeatd_down = await selfmon.start()
         await monitor.start()
         dispatcher.start()

@@ -4,17 +4,17 @@ A job that pipes its log into the ping can be judged by it (PROTOCOL.md §1.5): 
 keyword makes the ping a failure whatever the URL said, then a success keyword a success, then
 a start keyword a start; with none matching, `filter_default_fail` makes it a failure and
 otherwise it is ignored. Keywords are comma-separated, case-sensitive substrings, as in
-Healthchecks; the `_re` forms are Python regular expressions searched for in the body, tried
-after the keywords of the same kind.
+Healthchecks; the `_re` forms are regular expressions (RE2, user_regex.py) searched for in the
+body, tried after the keywords of the same kind.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from heartbeatd.limits import MAX_KEYWORDS, bounded
+from heartbeatd.user_regex import RegexError, UserRegex, compile_regex, load_stored
 
 KINDS = ("failure", "success", "start")  # in the order they are tried
 KIND_ACTIONS = {"failure": "fail", "success": "success", "start": "start"}
@@ -22,6 +22,7 @@ KEYS = (
     "filter_http_body", "success_kw", "failure_kw", "start_kw", "success_re", "failure_re",
     "start_re", "filter_default_fail",
 )  # fmt: skip
+PATTERN_KEYS = tuple(f"{kind}_re" for kind in KINDS)
 
 
 class BodyRuleError(ValueError):
@@ -33,22 +34,35 @@ class BodyRuleError(ValueError):
 @dataclass(frozen=True, slots=True)
 class BodyRules:
     keywords: Mapping[str, tuple[str, ...]]  # kind -> keywords
-    patterns: Mapping[str, re.Pattern[str]]  # kind -> compiled `_re`
+    patterns: Mapping[str, UserRegex]  # kind -> compiled `_re`
     default_fail: bool = False
 
     def decide(self, body: bytes) -> tuple[str, str]:
-        """(action, why) for a ping with this body; why names what matched."""
+        """(action, why) for a ping with this body; why names what matched, and any pattern
+        passed over because RE2 refuses it (see `refused`)."""
         text = body.decode("utf-8", "replace")
+        skipped = ""
         for kind in KINDS:
             for keyword in self.keywords.get(kind, ()):
                 if keyword in text:
-                    return KIND_ACTIONS[kind], f"{kind} keyword {keyword!r} in the body"
+                    return KIND_ACTIONS[kind], f"{kind} keyword {keyword!r} in the body{skipped}"
             pattern = self.patterns.get(kind)
-            if pattern is not None and pattern.search(text):
-                return KIND_ACTIONS[kind], f"body matches {kind}_re {pattern.pattern!r}"
+            if pattern is not None and pattern.refused:
+                skipped += f"; {kind}_re {pattern.pattern!r} not run: RE2 refuses it"
+            elif pattern is not None and pattern.search(text):
+                return KIND_ACTIONS[kind], f"body matches {kind}_re {pattern.pattern!r}{skipped}"
         if self.default_fail:
-            return "fail", "no keyword in the body (filter_default_fail)"
-        return "ign", "no keyword in the body"
+            return "fail", f"no keyword in the body (filter_default_fail){skipped}"
+        return "ign", f"no keyword in the body{skipped}"
+
+    @property
+    def searches(self) -> bool:
+        """Whether deciding runs a regular expression (store.py runs those off the loop)."""
+        return any(pattern.compiled is not None for pattern in self.patterns.values())
+
+    def refused(self) -> list[tuple[str, str]]:
+        """(key, why) for each stored pattern RE2 cannot run: it matches nothing until replaced."""
+        return [(f"{kind}_re", p.refused) for kind, p in self.patterns.items() if p.refused]
 
     def as_config(self) -> dict[str, object]:
         """The config keys that build these rules again (how they are stored)."""
@@ -62,18 +76,20 @@ class BodyRules:
         return found
 
 
-def from_config(table: Mapping[str, object]) -> BodyRules | None:
+def from_config(table: Mapping[str, object], stored: Collection[str] = ()) -> BodyRules | None:
     """The body rules of a check table; None when the body does not decide.
 
     Setting any keyword turns filtering on; `filter_http_body = false` turns it off again
-    while keeping the keywords written down, as Healthchecks' switch does.
+    while keeping the keywords written down, as Healthchecks' switch does. `stored` names the
+    keys read back from the database rather than given now: a pattern there that RE2 cannot
+    run loads as refused instead of failing (user_regex.load_stored).
     """
     given = [key for key in KEYS if key in table]
     if not given:
         return None
     enabled = _flag(table, "filter_http_body", True)
     keywords = {kind: _keywords(table, f"{kind}_kw") for kind in KINDS}
-    patterns = {kind: _pattern(table, f"{kind}_re") for kind in KINDS}
+    patterns = {kind: _pattern(table, f"{kind}_re", f"{kind}_re" in stored) for kind in KINDS}
     default_fail = _flag(table, "filter_default_fail", False)
     if not enabled:
         return None
@@ -111,13 +127,15 @@ def _keywords(table: Mapping[str, object], key: str) -> tuple[str, ...]:
     return tuple(word.strip() for word in items if word.strip())
 
 
-def _pattern(table: Mapping[str, object], key: str) -> re.Pattern[str] | None:
+def _pattern(table: Mapping[str, object], key: str, stored: bool) -> UserRegex | None:
     value = table.get(key)
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise BodyRuleError(key, f"expected a regular expression as a string, got {value!r}")
+    if stored:
+        return load_stored(value)
     try:
-        return re.compile(value)
-    except re.error as e:
-        raise BodyRuleError(key, f"not a valid regular expression: {e}") from None
+        return compile_regex(value)
+    except RegexError as e:
+        raise BodyRuleError(key, str(e)) from None

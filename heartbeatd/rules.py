@@ -9,7 +9,7 @@ NO_RULES, which is falsy, so an ordinary ping pays one truth test for all of thi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from heartbeatd import assertions, body_rules
@@ -66,6 +66,7 @@ class CheckRules:
             del config["filter_http_body"]
             lines.append(("body rules", ", ".join(f"{k} = {v!r}" for k, v in config.items())
                           or "ignore every ping"))  # fmt: skip
+            lines += [(f"{key} not run", why) for key, why in self.body.refused()]
         return lines
 
     def to_json(self) -> str | None:
@@ -75,10 +76,10 @@ class CheckRules:
 NO_RULES = CheckRules()
 
 
-def from_config(table: Mapping[str, object]) -> CheckRules:
+def from_config(table: Mapping[str, object], stored: Collection[str] = ()) -> CheckRules:
     """The rules in a `[[check]]` table (its other keys are config.py's); RuleError if wrong
-    or too long."""
-    rules = _build(table)
+    or too long. `stored`: keys read back from the database (body_rules.from_config)."""
+    rules = _build(table, stored)
     try:
         if rules.body is not None:
             body_rules.check_bounds(rules.body)
@@ -88,16 +89,17 @@ def from_config(table: Mapping[str, object]) -> CheckRules:
 
 
 def from_json(text: str | None) -> CheckRules:
-    """Rules as stored on the check row; NULL for a check without any."""
+    """Rules as stored on the check row; NULL for a check without any. A pattern saved before
+    heartbeatd used RE2 that RE2 refuses is loaded as not runnable: the check still loads."""
     if text is None:
         return NO_RULES
-    return _build(json.loads(text))
+    return _build(json.loads(text), stored=body_rules.PATTERN_KEYS)
 
 
-def _build(table: Mapping[str, object]) -> CheckRules:
+def _build(table: Mapping[str, object], stored: Collection[str] = ()) -> CheckRules:
     assertions_, require = _assert_table(table.get("assert", {}))
     try:
-        body = body_rules.from_config(table)
+        body = body_rules.from_config(table, stored)
     except body_rules.BodyRuleError as e:
         raise RuleError(e.key, str(e)) from None
     rules = CheckRules(assertions_, require, _json_metrics(table.get("json_metrics", [])), body)
@@ -145,16 +147,17 @@ class Verdict:
 def judge(
     rules: CheckRules,
     action: str,
-    body: bytes,
+    decided: tuple[str, str] | None,
     metrics: Mapping[str, float],
     history: History,
 ) -> Verdict:
-    """Apply the body rules (which override the URL's action), then, to a success, the
-    assertions; `action` has already been through the method and pause rules (§1.5)."""
+    """Apply the body rules' decision (which overrides the URL's action), then, to a success,
+    the assertions; `action` has already been through the method and pause rules (§1.5).
+    `decided` is rules.body.decide(body), made by the caller, which can run it off the loop."""
     verdict = Verdict(action)
-    if rules.body is not None and action != "ign":
-        decided, why = rules.body.decide(body)
-        verdict = Verdict(decided, "fail" if decided == "fail" else "", why, why)
+    if decided is not None and action != "ign":
+        decision, why = decided
+        verdict = Verdict(decision, "fail" if decision == "fail" else "", why, why)
     if verdict.action != "success" or not rules.assertions:
         return verdict
     failures = assertions.broken(rules.assertions, metrics, rules.require, history)

@@ -8,12 +8,14 @@ outbox rows are one transaction. Reads that need no write lock use an aiosqlite 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import secrets
 import sqlite3
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +23,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from heartbeatd import apikeys, assertions, model, ping_metrics, rules
+from heartbeatd.body_rules import BodyRules
 from heartbeatd.errors import Conflict, NotFound, Unavailable
 from heartbeatd.migrations import migrate
 from heartbeatd.model import UNIQUE_KEY_LENGTH, Check, CheckDefinition, Flip, unique_key
@@ -127,6 +130,14 @@ class PingIn:
 
 
 @dataclass(frozen=True, slots=True)
+class BodyDecision:
+    """What a check's body rules made of a ping's body, and the rules that decided it."""
+
+    rules: BodyRules
+    decided: tuple[str, str]  # BodyRules.decide's (action, why)
+
+
+@dataclass(frozen=True, slots=True)
 class PingResult:
     check_id: int
     alert_after: float | None
@@ -204,6 +215,9 @@ class Store:
         self._on_external_change = on_external_change
         self._cache: dict[str, Check] = {}
         self._cache_generation = -1
+        # One thread for the body rules' regular expressions (record_ping), so a costly search
+        # never holds the event loop and costly searches wait for each other, not for a core.
+        self._searcher = ThreadPoolExecutor(1, thread_name_prefix="heartbeatd-regex")
         # The notifier names the outbox was last swept for, the newest row swept then, and
         # when every pending row was last swept (see due_notifications).
         self._swept: tuple[frozenset[str], int, float] = (frozenset(), -1, 0.0)
@@ -222,6 +236,7 @@ class Store:
     async def close(self) -> None:
         await self._writer.close()
         await self._reader.close()
+        self._searcher.shutdown()
 
     async def __aenter__(self) -> Store:
         await self.open()
@@ -245,12 +260,35 @@ class Store:
         return await self._writer.run(run, background)
 
     async def record_ping(self, target: ByUuid | BySlug, ping: PingIn, now: float) -> PingResult:
-        """Store the ping and its effects; returns after they are committed."""
-        return await self._writer.run(lambda conn: self._record_ping(conn, target, ping, now))
+        """Store the ping and its effects; returns after they are committed.
+
+        Body rules that run a regular expression are decided in the searcher thread, not in
+        the write batch, which holds the event loop (user_regex.py: what a search may cost). So
+        such a ping takes two batches: the first finds the check's rules and writes nothing,
+        the second writes the ping with their decision, unless the rules changed meanwhile.
+        """
+        decision: BodyDecision | None = None
+        while True:
+            record = functools.partial(
+                self._record_ping, target=target, ping=ping, now=now, decision=decision
+            )
+            result = await self._writer.run(record)
+            if isinstance(result, PingResult):
+                return result
+            loop = asyncio.get_running_loop()
+            decided = await loop.run_in_executor(self._searcher, result.decide, ping.body)
+            decision = BodyDecision(result, decided)
 
     def _record_ping(
-        self, conn: sqlite3.Connection, target: ByUuid | BySlug, ping: PingIn, now: float
-    ) -> PingResult:
+        self,
+        conn: sqlite3.Connection,
+        target: ByUuid | BySlug,
+        ping: PingIn,
+        now: float,
+        decision: BodyDecision | None,
+    ) -> PingResult | BodyRules:
+        """The ping written, or, before anything is written, the body rules record_ping must
+        decide first: those of the check, when they search and `decision` is not theirs."""
         created = False
         if isinstance(target, ByUuid):
             check = self._check_by_uuid(conn, target.uuid)
@@ -269,7 +307,13 @@ class Store:
         detail = f"exit status {ping.exit_status}" if ping.exit_status else ""
         reason, metrics, notes = "", dict(ping.metrics), ping.notes
         if check.rules and kind != "ign":
-            verdict, metrics, notes = self._judge(conn, check, kind, ping, now)
+            body = check.rules.body
+            decided = decision.decided if decision is not None and decision.rules == body else None
+            if decided is None and body is not None:
+                if body.searches:
+                    return body
+                decided = body.decide(ping.body)
+            verdict, metrics, notes = self._judge(conn, check, kind, ping, now, decided)
             kind, reason, detail = verdict.action, verdict.reason, verdict.detail or detail
         flip = model.apply_ping(check, kind, ping.rid, now, detail, reason)
         if kind in ("success", "fail") and check.last_duration is None:
@@ -296,7 +340,13 @@ class Store:
         return PingResult(check.id, check.alert_after, created, notify, model.late_at(check))
 
     def _judge(
-        self, conn: sqlite3.Connection, check: Check, kind: str, ping: PingIn, now: float
+        self,
+        conn: sqlite3.Connection,
+        check: Check,
+        kind: str,
+        ping: PingIn,
+        now: float,
+        decided: tuple[str, str] | None,
     ) -> tuple[rules.Verdict, Mapping[str, float], tuple[str, ...]]:
         """The check's rules applied to a ping: the verdict, and the metrics and notes to store.
 
@@ -315,7 +365,7 @@ class Store:
         if duration is not None:
             measured.setdefault("duration", duration)
         verdict = rules.judge(
-            check.rules, kind, ping.body, measured, lambda name: _history(conn, check.id, name)
+            check.rules, kind, decided, measured, lambda name: _history(conn, check.id, name)
         )
         return verdict, metrics, notes + ((verdict.note,) if verdict.note else ())
 

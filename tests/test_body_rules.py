@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +14,10 @@ import pytest
 
 from heartbeatd import model, rules
 from heartbeatd.body_rules import KEYS as body_rules_keys
-from heartbeatd.body_rules import BodyRules
+from heartbeatd.body_rules import PATTERN_KEYS, BodyRules
 from heartbeatd.config import ConfigError
-from tests.conftest import Daemon, MakeConfig
+from heartbeatd.store import CheckDefinition, Store
+from tests.conftest import Daemon, Invoke, MakeConfig
 
 KEYWORDS = {"failure_kw": "ERROR, Traceback", "success_kw": "backup complete", "start_kw": "BEGIN"}
 
@@ -64,6 +68,14 @@ def test_regular_expressions_keep_the_kinds_order() -> None:
     assert rule.decide(b"OK, but Fatal: disk gone")[0] == "fail"
     assert rule.decide(b"BEGIN")[0] == "start"
     assert rule.decide(b"not OK")[0] == "ign"
+
+
+def test_a_dollar_also_matches_before_a_final_newline_as_in_python() -> None:
+    rule = body_rules(success_re="complete$")  # RE2's $ is the very end; `echo` adds a newline
+    assert rule.decide(b"backup complete\n")[0] == "success"
+    assert rule.decide(b"backup complete")[0] == "success"
+    assert rule.decide(b"backup complete\n\n")[0] == "ign"
+    assert rule.decide(b"complete, then more")[0] == "ign"
 
 
 def test_keywords_may_be_a_list_and_blank_entries_are_dropped() -> None:
@@ -158,3 +170,65 @@ def test_the_examples_commented_body_rules_load(make_config: MakeConfig) -> None
     assert check.rules.body is not None
     assert check.rules.body.decide(b"Traceback: boom")[0] == "fail"
     assert check.rules.body.decide(b"backup complete")[0] == "success"
+
+
+# -- patterns saved before heartbeatd used RE2 ----------------------------------------------
+
+PYTHON_ONLY = r"(\w+) \1 failed"  # a backreference: Python's re ran it, RE2 refuses it
+
+
+async def start_on_old_database(
+    tmp_path: Path, start_daemon: Callable[..., Any]
+) -> tuple[Daemon, str]:
+    """A daemon started on a database where a check has a pattern only Python's re could run,
+    as one saved by an earlier heartbeatd; and that check's UUID."""
+    table = {"success_kw": "done", "failure_re": PYTHON_ONLY}
+    old_rules = rules.from_config(table, stored=PATTERN_KEYS)  # as it reads back: refused
+    async with Store(tmp_path / "heartbeatd.db") as store:
+        definition = CheckDefinition(name="old", slug="old", period=60.0, grace=10.0,
+                                     rules=old_rules)  # fmt: skip
+        check = await store.add_check(definition, 0.0)
+    return await start_daemon(), check.uuid
+
+
+async def test_a_stored_pattern_re2_refuses_loads_and_is_reported_not_run(
+    tmp_path: Path,
+    start_daemon: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+    hb: Invoke,
+) -> None:
+    caplog.set_level(logging.WARNING, "heartbeatd")
+    daemon, uuid = await start_on_old_database(tmp_path, start_daemon)
+    refusal = r"not a valid regular expression: invalid escape sequence: \1"
+    assert f"check old: failure_re is not run until replaced: {refusal}" in caplog.text
+    await daemon.client.post(f"/ping/{uuid}", data=b"disk disk failed")  # Python's re: a fail
+    await daemon.client.post(f"/ping/{uuid}", data=b"done")
+    kinds, status, _ = await pings_and_flip(daemon)
+    assert kinds == ["ign", "success"] and status == "up"
+    skipped = f"; failure_re {PYTHON_ONLY!r} not run: RE2 refuses it"
+    notes = [json.loads(n) for (n,) in await daemon.query("SELECT notes FROM pings ORDER BY n")]
+    assert notes == [[f"no keyword in the body{skipped}"],
+                     [f"success keyword 'done' in the body{skipped}"]]  # fmt: skip
+    shown = (await asyncio.to_thread(hb, "check", "show", "old")).output
+    assert re.search(rf"failure_re not run: +{re.escape(refusal)}", shown)
+
+
+async def test_the_api_keeps_a_stored_pattern_re2_refuses_until_it_is_replaced(
+    tmp_path: Path, start_daemon: Callable[..., Any]
+) -> None:
+    daemon, uuid = await start_on_old_database(tmp_path, start_daemon)
+    key, _ = await daemon.store.create_api_key("writer", False, daemon.clock.now(), "cli")
+
+    async def update(**fields: Any) -> tuple[int, Any]:
+        response = await daemon.client.post(
+            f"/api/v3/checks/{uuid}", data=json.dumps(fields), headers={"X-Api-Key": key}
+        )
+        return response.status, await response.json()
+
+    status, check = await update(name="renamed", success_kw="finished")
+    assert status == 200 and check["failure_re"] == PYTHON_ONLY  # kept, still not run
+    status, check = await update(failure_re=r"(\w+) failed")
+    assert status == 200 and check["failure_re"] == r"(\w+) failed"
+    await daemon.client.post(f"/ping/{uuid}", data=b"disk failed")
+    kinds, status, flip = await pings_and_flip(daemon)
+    assert kinds == ["fail"] and flip[2] == r"body matches failure_re '(\\w+) failed'"
