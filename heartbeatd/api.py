@@ -344,9 +344,10 @@ async def badge_list(call: Call) -> web.StreamResponse:
 
 @routes.get(f"{PREFIX}/status/")
 async def status(request: web.Request) -> web.Response:
-    """Database liveness for load balancers: no key, plain `OK` (503 if the DB is unusable)."""
+    """Database liveness for load balancers: no key, plain `OK`, as Healthchecks answers;
+    503 with a one-line reason while the database cannot be read or cannot take writes."""
     try:
-        await request.app[STORE].healthy()
+        await request.app[STORE].healthy(request.app[CLOCK].now())
     except HeartbeatdError as e:
         return web.Response(status=e.status, text=e.text)
     return web.Response(text="OK")

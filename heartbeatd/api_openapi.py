@@ -399,7 +399,7 @@ PATHS: dict[str, Any] = {
                     "description": "OK",
                     "content": {"text/plain": {"schema": {"const": "OK"}}},
                 },
-                "503": {"description": "The database is unusable"},
+                "503": {"description": "The database cannot be read or cannot take writes"},
                 **RATE_LIMITED,
             },
         },

@@ -71,6 +71,7 @@ DUE_SQL = (
 )
 DUE_ORDER = "ORDER BY o.next_attempt LIMIT ?"
 FULL_SWEEP = 60.0  # seconds between sweeps of every pending row for gone notifiers
+PROBE_EVERY = 1.0  # seconds: how stale status/ may trust the last commit to be (healthy)
 CACHE_LIMIT = 50_000  # checks kept in memory for pings; ~25 MB at the limit
 # Columns the management API's `unique` upsert may match on (name, slug, tags, timeout, grace).
 UPSERT_COLUMNS = frozenset({"name", "slug", "tags", "period", "grace"})
@@ -1168,13 +1169,27 @@ class Store:
             _audit(conn, now, actor, "check.update", check.uuid, before, after)
         return updated
 
-    async def healthy(self) -> None:
-        """Raise Unavailable unless the database answers a query (the API's status/)."""
+    async def healthy(self, now: float) -> None:
+        """Raise Unavailable, saying why, unless the database answers a query and takes writes
+        (the API's status/, for load balancers and uptime monitors).
+
+        A query alone said 200 while every ping got 503 (disk full, read-only). So unless a
+        batch committed within PROBE_EVERY, a write is tried: the heartbeat selfmon writes
+        anyway. status/ needs no key, so it cannot make the daemon write more often than that
+        while writes work; while they fail, each call tries, so recovery shows at once.
+        """
         try:
             async with self._reader.execute("SELECT 1") as cur:
                 await cur.fetchone()
         except sqlite3.Error as e:
             raise Unavailable(f"database error: {e}") from e
+        if self._writer.committed_within(PROBE_EVERY):
+            return
+        try:
+            await self.mark_alive(now)
+        except Unavailable:
+            why = self._writer.failure or "the daemon is stopping"
+            raise Unavailable(f"database cannot take writes: {why}") from None
 
     async def ping_body(self, check_id: int, n: int) -> bytes | None:
         """The stored body of ping number `n`, or None if it has none or was pruned."""

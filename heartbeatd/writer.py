@@ -136,7 +136,8 @@ class Writer:
         # Moves on whenever the database may differ from what callers remember of it: after a
         # rollback and after another process commits. store.py keys its ping cache on it.
         self.generation = 0
-        self._failing = False
+        self.failure: str | None = None  # why writes fail; None again once a batch commits
+        self._committed_at = -float("inf")  # loop time of the last commit
         self._closed = False
         self._committing = False
         self._synchronous = "FULL"  # as connect() leaves it
@@ -198,10 +199,16 @@ class Writer:
             self._rollback()
             self._report_failure(str(error))
             outcomes = [(fut, None, Unavailable()) for fut, _, _ in outcomes]
-        elif self._failing:
-            log.info("database writes work again")
-            self._failing = False
+        else:
+            self._committed_at = self._loop.time()
+            if self.failure is not None:
+                log.info("database writes work again")
+                self.failure = None
         self._finish(outcomes)
+
+    def committed_within(self, seconds: float) -> bool:
+        """Whether a batch committed in the last `seconds` and none has failed since."""
+        return self.failure is None and self._loop.time() - self._committed_at < seconds
 
     def _finish(self, outcomes: list[Outcome]) -> None:
         _resolve(outcomes)
@@ -300,9 +307,9 @@ class Writer:
 
     def _report_failure(self, error: str) -> None:
         """One log line when writes start failing, not one per ping."""
-        if not self._failing:
+        if self.failure is None:
             log.error("database write failed, answering 503 until it works: %s", error)
-            self._failing = True
+        self.failure = error
 
     def _read_data_version(self) -> int:
         try:

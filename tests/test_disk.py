@@ -1,4 +1,5 @@
-"""The database cannot take writes (disk full, read-only, locked): pings answer 503, never OK.
+"""The database cannot take writes (disk full, read-only, locked): pings answer 503, never OK,
+and so does /api/v3/status/, with the reason, so a load balancer sees it (security issue, 10).
 
 The daemon stays up, logs one line when writes start failing (not one per ping) and one when
 they work again, and recovers by itself. The full disk is a real one: a 2 MB tmpfs mounted for
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from heartbeatd import store as store_module
 from heartbeatd import writer as writer_module
 from tests.conftest import Daemon
 
@@ -96,6 +98,15 @@ def stored_bodies(db: Path) -> set[bytes]:
         return {bytes(b) for (b,) in conn.execute("SELECT body FROM pings WHERE body IS NOT NULL")}
 
 
+async def status_of(daemon: Daemon) -> tuple[int, str]:
+    """What a load balancer polling /api/v3/status/ sees."""
+    response = await daemon.client.get("/api/v3/status/")
+    return response.status, await response.text()
+
+
+READ_ONLY = (503, "database cannot take writes: attempt to write a readonly database")
+
+
 async def test_a_full_disk_answers_503_logs_once_and_recovers(
     disk: FullDisk, start_daemon: StartDaemon, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -163,8 +174,65 @@ async def test_a_database_locked_by_another_process_answers_503_and_recovers(
         assert await ping(daemon, check.uuid, b"still locked") == 503
         assert log_lines(caplog, FAILED) == 1
         assert "locked by another process" in caplog.text
+        locked = (503, "database cannot take writes: database is locked by another process")
+        assert await status_of(daemon) == locked  # after LOCK_WAIT, as a ping
     finally:
         other.execute("ROLLBACK")
         other.close()
+    assert await status_of(daemon) == (200, "OK")
     assert await ping(daemon, check.uuid, b"unlocked") == 200
     assert log_lines(caplog, RECOVERED) == 1
+
+
+async def test_status_answers_503_with_why_while_writes_fail_and_200_once_they_work(
+    daemon: Daemon,
+) -> None:
+    check = await daemon.add()
+    assert await status_of(daemon) == (200, "OK")
+    conn = daemon.store._writer._conn
+    conn.execute("PRAGMA query_only = ON")
+    assert await ping(daemon, check.uuid, b"x") == 503
+    assert [await status_of(daemon) for _ in range(3)] == [READ_ONLY] * 3
+    conn.execute("PRAGMA query_only = OFF")
+    assert await status_of(daemon) == (200, "OK")  # at once, no ping needed
+    assert await ping(daemon, check.uuid, b"back") == 200
+
+
+async def test_status_of_an_idle_daemon_tries_a_write_to_see_a_read_only_database(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "PROBE_EVERY", 3600.0)
+    assert await status_of(daemon) == (200, "OK")
+    daemon.store._writer._conn.execute("PRAGMA query_only = ON")
+    assert await status_of(daemon) == (200, "OK")  # trusts the commit it saw within PROBE_EVERY
+    monkeypatch.setattr(store_module, "PROBE_EVERY", 0.0)  # as if a quiet second had passed
+    assert await status_of(daemon) == READ_ONLY
+
+
+async def test_status_cannot_make_the_daemon_write_while_writes_work(daemon: Daemon) -> None:
+    """status/ needs no key: a flood of it must not become a flood of commits and fsyncs."""
+    conn, loop = daemon.store._writer._conn, asyncio.get_running_loop()
+    before, started = conn.total_changes, loop.time()
+    assert [await status_of(daemon) for _ in range(200)] == [(200, "OK")] * 200
+    seconds = loop.time() - started
+    assert conn.total_changes - before <= 1 + seconds / store_module.PROBE_EVERY
+
+
+async def test_status_answers_503_on_a_full_disk_and_200_once_there_is_room(
+    disk: FullDisk, start_daemon: StartDaemon
+) -> None:
+    if disk.kind == "max_page_count":
+        pytest.skip("a page budget still lets a small write reuse a page: status rightly says OK")
+    daemon = disk.daemon = await start_daemon(db=str(disk.directory / "heartbeatd.db"))
+    check = await daemon.add()
+    try:
+        disk.fill()
+        for i in range(400):  # until the WAL has no room left either
+            if await ping(daemon, check.uuid, f"ping {i} ".encode() * 2000) == 503:
+                break
+        full = (503, "database cannot take writes: database or disk is full")
+        assert [await status_of(daemon) for _ in range(3)] == [full] * 3
+        disk.free()
+        assert await status_of(daemon) == (200, "OK")
+    finally:
+        await daemon.client.close()
