@@ -58,7 +58,7 @@ class BodyRules:
     @property
     def searches(self) -> bool:
         """Whether deciding runs a regular expression (store.py runs those off the loop)."""
-        return any(pattern.compiled is not None for pattern in self.patterns.values())
+        return any(not pattern.refused for pattern in self.patterns.values())
 
     def refused(self) -> list[tuple[str, str]]:
         """(key, why) for each stored pattern RE2 cannot run: it matches nothing until replaced."""

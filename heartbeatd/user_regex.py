@@ -6,10 +6,13 @@ body whatever the pattern; what it pays for that is the features that need backt
 (backreferences, lookahead and lookbehind), which it refuses when the pattern is compiled.
 
 Linear still has a factor, the pattern's compiled size: where RE2's fast automaton gives up
-(`[ab]*a[ab]{20}c`), a byte costs up to ~4 ns per step of the program (measured: 0.4 s for a
-100 kB body at 900 steps). So the program is bounded, searches run in a thread of their own
-(store.record_ping), and `max_mem` bounds what one pattern may hold in memory (with it, a giant
-pattern is refused after 5 ms of compiling instead of 37).
+(`[ab]*a[ab]{20}c`), a byte costs up to ~6 ns per step of the program (measured: 0.29 s for a
+100 kB body at 455 steps). So the program is bounded, and searches run in a thread of their own
+(store.record_ping). Memory is bounded too: `max_mem` caps what one compiled pattern may hold
+(RE2's default is 8 MiB; with 256 KiB a giant pattern is refused after ~2 ms of compiling, and
+a costly search leaves 0.1 MiB where it left 0.38), and a rule keeps only its text: the google-re2
+module keeps the 128 compiled patterns used last, so all of them hold at most 32 MiB however
+many checks have patterns.
 
 Patterns are searched for (not matched from the start) and are case-sensitive unless they
 say `(?i)`, as before. `$` still also matches before a final newline, as Python's does: a
@@ -18,14 +21,13 @@ body piped from `echo` ends with one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import re2
 
 MAX_LENGTH = 1000  # characters
-MAX_PROGRAM = 500  # RE2 program steps: the worst measured, 0.19 s for a 100 kB body
-MAX_MEM = 1 << 20  # bytes an RE2 object may use (its default is 8 MiB)
+MAX_PROGRAM = 500  # RE2 program steps: the worst measured, 0.29 s for a 100 kB body
+MAX_MEM = 256 * 1024  # bytes one compiled pattern may use
 SYNTAX_HINT = "heartbeatd runs RE2 syntax, which has no backreferences or lookaround"
 
 
@@ -35,28 +37,28 @@ class RegexError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class UserRegex:
-    """A compiled user pattern. Equal when the text is: rules built twice compare equal.
+    """A user's pattern that compile_regex accepted, kept as text (see the module docstring).
 
     `refused` is set only for a pattern stored before heartbeatd used RE2 that RE2 cannot
     run (load_stored): it is kept so the user sees it and can replace it, but never run.
     """
 
     pattern: str
-    compiled: Any = field(compare=False, repr=False)  # re2's pattern object; None if refused
     refused: str = ""
 
     def search(self, text: str) -> bool:
         """Whether the pattern occurs anywhere in `text`; a refused pattern never does."""
-        if self.compiled is None:
+        if self.refused:
             return False
-        if self.compiled.search(text) is not None:
+        compiled = re2.compile(self.pattern, _OPTIONS)  # from re2's cache when used lately
+        if compiled.search(text) is not None:
             return True
         ends_line = "$" in self.pattern and text.endswith("\n")  # Python's `$` (module doc)
-        return ends_line and self.compiled.search(text[:-1]) is not None
+        return ends_line and compiled.search(text[:-1]) is not None
 
 
 def compile_regex(pattern: str) -> UserRegex:
-    """`pattern` ready to search with; RegexError says why heartbeatd refuses it."""
+    """`pattern` checked for RE2 and the bounds; RegexError says why heartbeatd refuses it."""
     if len(pattern) > MAX_LENGTH:
         raise RegexError(f"too long: {len(pattern)} characters, at most {MAX_LENGTH}")
     try:
@@ -68,7 +70,7 @@ def compile_regex(pattern: str) -> UserRegex:
             f"too complex: it compiles to {compiled.programsize} steps, at most {MAX_PROGRAM};"
             " make repetitions such as {100} smaller"
         )
-    return UserRegex(pattern, compiled)
+    return UserRegex(pattern)
 
 
 def load_stored(pattern: str) -> UserRegex:
@@ -77,7 +79,7 @@ def load_stored(pattern: str) -> UserRegex:
     try:
         return compile_regex(pattern)
     except RegexError as e:
-        return UserRegex(pattern, None, str(e))
+        return UserRegex(pattern, str(e))
 
 
 def _reason(error: re2.error) -> str:

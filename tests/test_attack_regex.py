@@ -5,8 +5,9 @@ doubling with each byte, and any read-write API key could set one. Now every use
 compiled by RE2 (heartbeatd/user_regex.py), whose searches take time linear in the body and run
 in a thread of their own. Proved here against a real `heartbeatd serve` process: a hostile
 body is answered at once and another check's pings stay fast, even while searches that cost
-RE2 the most run. What RE2 cannot run (backreferences, lookaround) and what is too big is
-refused where it is given: 400 from the API naming the field, file:line in the config.
+RE2 the most run, and hundreds of checks with costly patterns cannot grow it without bound.
+What RE2 cannot run (backreferences, lookaround) and what is too big is refused where it is
+given: 400 from the API naming the field, file:line in the config.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from urllib.parse import urlparse
 import aiohttp
 import pytest
 
-from benchmarks.harness import seed
+from benchmarks.harness import rss_mb, seed
 from heartbeatd.config import ConfigError
 from heartbeatd.store import Store
 from heartbeatd.user_regex import MAX_LENGTH, MAX_PROGRAM
@@ -142,6 +143,25 @@ async def test_the_costliest_searches_run_beside_the_event_loop_not_in_it(
     assert victims_pings(process) == ["ign"] * 4
 
 
+async def test_many_checks_with_costly_patterns_cannot_exhaust_memory(
+    served: tuple[Process, str, str],
+) -> None:
+    """Each costly search leaves an automaton behind (~0.4 MiB with RE2's 1 MiB budget); an API
+    key creating checks by the hundred once grew the daemon by that much for each of them."""
+    process, key, _ = served
+    assert process.proc is not None
+    paths = [await create_check(process, key, failure_re=f"[ab]*a[ab]{{{10 + i % 40}}}c|x{i}")
+             for i in range(300)]  # fmt: skip
+    rng = random.Random(1)
+    body = "".join(rng.choice("ab") for _ in range(5000)).encode()
+    before = rss_mb(process.proc.pid)
+    for path in paths:
+        await post_pings(process, path, [body])
+    grown = rss_mb(process.proc.pid) - before
+    print(f"\n300 checks with costly patterns, each pinged: the daemon grew {grown:.1f} MiB")
+    assert grown < 40  # 128 compiled patterns kept, 256 KiB each at most
+
+
 # -- refused where they are given -----------------------------------------------------------
 
 
@@ -178,7 +198,7 @@ async def test_the_api_refuses_what_re2_cannot_run_naming_the_field(
     [
         (r"(a)\\1", r"failure_re: not a valid regular expression: invalid escape sequence: \1; "
                     "heartbeatd runs RE2 syntax, which has no backreferences or lookaround"),
-        # Past RE2's memory budget (1 MiB: its default 8 MiB would compile it, to 119,604 steps)
+        # Past the memory budget (256 KiB: RE2's default 8 MiB would compile it, to 119,604 steps)
         (r"\\pL{100}", "failure_re: not a valid regular expression: pattern too large"),
         ("a" * (MAX_LENGTH + 1), f"failure_re: too long: 1001 characters, at most {MAX_LENGTH}"),
     ],
