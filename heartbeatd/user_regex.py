@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import re2
 
-MAX_LENGTH = 1000  # characters
+from heartbeatd.limits import MAX_KEYWORDS, bounded
+
 MAX_PROGRAM = 500  # RE2 program steps: the worst measured, 0.29 s for a 100 kB body
 MAX_MEM = 256 * 1024  # bytes one compiled pattern may use
 SYNTAX_HINT = "heartbeatd runs RE2 syntax, which has no backreferences or lookaround"
@@ -58,9 +59,27 @@ class UserRegex:
 
 
 def compile_regex(pattern: str) -> UserRegex:
-    """`pattern` checked for RE2 and the bounds; RegexError says why heartbeatd refuses it."""
-    if len(pattern) > MAX_LENGTH:
-        raise RegexError(f"too long: {len(pattern)} characters, at most {MAX_LENGTH}")
+    """`pattern` checked for RE2 and the bounds; RegexError says why heartbeatd refuses it.
+    Its length is checked first (the keywords' bound, limits.py): a huge one is not compiled."""
+    try:
+        bounded(pattern, MAX_KEYWORDS)
+    except ValueError as e:
+        raise RegexError(str(e)) from None
+    return _runnable(pattern)
+
+
+def load_stored(pattern: str) -> UserRegex:
+    """A pattern read back from the database: one RE2 refuses loads as refused, not an error,
+    so a check saved before heartbeatd used RE2 does not stop the daemon from starting. Its
+    length is not checked again: one saved before the bound still runs (limits.py)."""
+    try:
+        return _runnable(pattern)
+    except RegexError as e:
+        return UserRegex(pattern, str(e))
+
+
+def _runnable(pattern: str) -> UserRegex:
+    """`pattern`, if RE2 can run it within MAX_PROGRAM steps and MAX_MEM."""
     try:
         compiled = re2.compile(pattern, _OPTIONS)
     except re2.error as e:
@@ -71,15 +90,6 @@ def compile_regex(pattern: str) -> UserRegex:
             " make repetitions such as {100} smaller"
         )
     return UserRegex(pattern)
-
-
-def load_stored(pattern: str) -> UserRegex:
-    """A pattern read back from the database: one RE2 refuses loads as refused, not an error,
-    so a check saved before heartbeatd used RE2 does not stop the daemon from starting."""
-    try:
-        return compile_regex(pattern)
-    except RegexError as e:
-        return UserRegex(pattern, str(e))
 
 
 def _reason(error: re2.error) -> str:

@@ -26,8 +26,9 @@ import pytest
 
 from benchmarks.harness import rss_mb, seed
 from heartbeatd.config import ConfigError
+from heartbeatd.limits import MAX_KEYWORDS
 from heartbeatd.store import Store
-from heartbeatd.user_regex import MAX_LENGTH, MAX_PROGRAM
+from heartbeatd.user_regex import MAX_PROGRAM
 from tests.conftest import Daemon, MakeConfig
 from tests.test_crash import Daemon as Process
 from tests.test_crash import read_db
@@ -200,7 +201,7 @@ async def test_the_api_refuses_what_re2_cannot_run_naming_the_field(
                     "heartbeatd runs RE2 syntax, which has no backreferences or lookaround"),
         # Past the memory budget (256 KiB: RE2's default 8 MiB would compile it, to 119,604 steps)
         (r"\\pL{100}", "failure_re: not a valid regular expression: pattern too large"),
-        ("a" * (MAX_LENGTH + 1), f"failure_re: too long: 1001 characters, at most {MAX_LENGTH}"),
+        ("a" * (MAX_KEYWORDS + 1), "failure_re: too long (201 characters; the limit is 200)"),
     ],
 )  # fmt: skip
 def test_the_config_refuses_what_re2_cannot_run_with_file_and_line(
