@@ -61,16 +61,17 @@ def sensible_duration(seconds: float) -> float | None:
 
 
 async def fields_and_body(
-    request: web.Request, known: set[str]
+    request: web.Request, target: ByUuid | BySlug, known: set[str]
 ) -> tuple[dict[str, str], bytes, int]:
-    """Query fields, plus the `known` ones of a form-encoded body (`curl -d m=...`).
+    """Query fields, plus the `known` ones of a form-encoded body (`curl -d m=...`) of a ping
+    to `target` (404 before the body is read if nobody has that token; see ping.read_body).
 
     A body that carries none of them is the job's output, kept up to the body limit: curl
     labels `--data-raw "$output"` as a form too.
     """
     fields = dict(request.query)
     limit = request.app[CONFIG].ping_body_limit
-    data, size = await read_body(request, max(limit, FORM_LIMIT))
+    data, size = await read_body(request, target, max(limit, FORM_LIMIT))
     if request.content_type == "application/x-www-form-urlencoded":
         form = {k: v for k, v in parse_qsl(data.decode(errors="replace")) if k in known}
         if form:
@@ -147,7 +148,7 @@ async def cronitor_legacy(request: web.Request) -> web.Response:
 async def cronitor_event(
     request: web.Request, target: ByUuid | BySlug, path_state: str | None
 ) -> web.Response:
-    fields, body, size = await fields_and_body(request, CRONITOR_FIELDS)
+    fields, body, size = await fields_and_body(request, target, CRONITOR_FIELDS)
     state = path_state or fields.get("state")
     if state is not None and state not in CRONITOR_STATES:
         raise BadRequest("invalid state")
@@ -211,7 +212,7 @@ async def snitch(request: web.Request) -> web.Response:
     """nosnch.in/<token>?m=message&s=status: an empty or 0 status is a success, any other a
     failure (a number is kept as the exit status). Answers 202, as Dead Man's Snitch does."""
     target = by_uuid(request.match_info["token"])
-    fields, body, size = await fields_and_body(request, SNITCH_FIELDS)
+    fields, body, size = await fields_and_body(request, target, SNITCH_FIELDS)
     if fields.get("m"):
         body, size = message_body(request, fields["m"])
     action, exit_status = snitch_status(fields.get("s", "").strip())

@@ -13,6 +13,7 @@ import uuid
 from aiohttp import web
 
 from heartbeatd import ping_metrics
+from heartbeatd.bodies import paced
 from heartbeatd.errors import BadRequest, NotFound, plain_errors
 from heartbeatd.limits import MAX_SLUG
 from heartbeatd.metrics import STATS
@@ -110,24 +111,30 @@ def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
     return any(ip in network for network in trusted)
 
 
-async def read_body(request: web.Request, limit: int) -> tuple[bytes, int]:
-    """The first `limit` bytes of the body, and how many the client sent.
+async def read_body(request: web.Request, target: ByUuid | BySlug, limit: int) -> tuple[bytes, int]:
+    """The first `limit` bytes of the body of a ping to `target`, and how many the client sent.
 
-    The rest is read and dropped chunk by chunk, so a 100 MB body costs time, not memory.
-    A body that breaks off or will not decode (bad chunking, bad gzip, the client hung up) is
-    the client's mistake: 400, and the ping is not recorded.
+    A ping to a token nobody has gets its 404 before its body is read: reading first let any
+    client hold a connection with a slow body to a guessed URL, and cost us the whole body of
+    every guess. The body is read at a pace (bodies.py); the part past `limit` is read and
+    dropped chunk by chunk, so a 100 MB body costs time, not memory. A body that breaks off or
+    will not decode (bad chunking, bad gzip, the client hung up) is the client's mistake: 400,
+    and the ping is not recorded.
     """
     if not request.body_exists:
         return b"", 0
+    if not await request.app[STORE].knows(target):
+        raise NotFound()
     kept: list[bytes] = []
     room = limit
     total = 0
     try:
-        async for chunk in request.content.iter_chunked(CHUNK):
-            total += len(chunk)
-            if room > 0:
-                kept.append(chunk[:room])
-                room -= len(kept[-1])
+        async with paced(request):
+            async for chunk in request.content.iter_chunked(CHUNK):
+                total += len(chunk)
+                if room > 0:
+                    kept.append(chunk[:room])
+                    room -= len(kept[-1])
     except (web.RequestPayloadError, ConnectionResetError):
         raise BadRequest("invalid request body") from None
     return b"".join(kept), total
@@ -156,7 +163,7 @@ async def ping(request: web.Request) -> web.Response:
     if isinstance(target, BySlug) and request.query.get("create") == "1":
         # A slug longer than a check's may have is pinged if it exists, never created.
         target = BySlug(target.ping_key, target.slug, create=len(target.slug) <= MAX_SLUG)
-    body, size = await read_body(request, config.ping_body_limit)
+    body, size = await read_body(request, target, config.ping_body_limit)
     result = await accept(request, target, ping_in(request, action, exit_status, rid, body, size))
     headers = {
         "Access-Control-Allow-Origin": "*",

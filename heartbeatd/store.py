@@ -391,9 +391,28 @@ class Store:
             check = self._cache[check_uuid] = _check(row)
         return check
 
+    async def knows(self, target: ByUuid | BySlug) -> bool:
+        """Whether a ping to `target` can be recorded: asked before a ping's body is read, so
+        a guessed token gets its 404 without the body. A check pinged lately is in the ping
+        cache; any other costs one indexed read. A yes may be out of date (the check deleted
+        since), which record_ping still answers with 404; a no never is."""
+        if isinstance(target, BySlug):
+            sql = (
+                "SELECT (SELECT value FROM meta WHERE key = 'ping_key'), "
+                "EXISTS (SELECT 1 FROM checks WHERE slug = ?)"
+            )
+            async with self._reader.execute(sql, (target.slug,)) as cur:
+                key, exists = await cur.fetchone() or ("", False)
+            return _same_key(key, target.ping_key) and (bool(exists) or target.create)
+        if self._cache_generation == self._writer.generation and target.uuid in self._cache:
+            return True
+        sql = "SELECT 1 FROM checks WHERE uuid = ?"
+        async with self._reader.execute(sql, (target.uuid,)) as cur:
+            return await cur.fetchone() is not None
+
     def _find_by_slug(self, conn: sqlite3.Connection, target: BySlug) -> Check | None:
         key = conn.execute("SELECT value FROM meta WHERE key = 'ping_key'").fetchone()[0]
-        if not hmac.compare_digest(key.encode(), target.ping_key.encode()):
+        if not _same_key(key, target.ping_key):
             raise NotFound()
         rows = conn.execute(f"{SELECT_CHECK} WHERE slug = ? LIMIT 2", (target.slug,)).fetchall()
         if len(rows) > 1:
@@ -1258,6 +1277,11 @@ class Store:
             return None
         began, ended = json.loads(row[0])
         return float(began), float(ended)
+
+
+def _same_key(stored: str, given: str) -> bool:
+    """A ping key compared in constant time, so its characters cannot be guessed one by one."""
+    return hmac.compare_digest(stored.encode(), given.encode())
 
 
 def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
