@@ -19,6 +19,7 @@ from aiohttp import web
 from heartbeatd import api_schema, badges, model
 from heartbeatd.api_openapi import OPENAPI
 from heartbeatd.api_schema import Channel, Site
+from heartbeatd.bodies import paced
 from heartbeatd.errors import BadRequest, Conflict, HeartbeatdError, NotFound
 from heartbeatd.model import UNIQUE_KEY_LENGTH, Check
 from heartbeatd.notify import iso
@@ -30,6 +31,9 @@ routes = web.RouteTableDef()
 
 PREFIX = "/api/v{version:[123]}"
 MAX_BODY = 1_000_000
+# A body read before its key is checked (the key is its `api_key`) is cut here: a check's
+# definition is a few hundred bytes, and a stranger's body costs us at most this much parsing.
+KEYLESS_BODY = 64 * 1024
 KEY_LENGTH = 32
 CHUNK = 64 * 1024
 MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z: the largest a date can show
@@ -49,7 +53,10 @@ class Forbidden(HeartbeatdError):
 
 class TooLarge(HeartbeatdError):
     status = 413
-    text = f"request body is larger than {MAX_BODY} bytes"
+
+    def __init__(self, limit: int) -> None:
+        hint = "" if limit == MAX_BODY else "; send the key in X-Api-Key to send more"
+        super().__init__(f"request body is larger than {limit} bytes{hint}")
 
 
 class Call:
@@ -142,8 +149,7 @@ def endpoint(*methods: str, readers: bool = False) -> Callable[[Handler], Any]:
             if request.method not in methods:
                 return web.json_response({"error": "method not allowed"}, status=405, headers=cors)
             try:
-                body = await read_body(request) if request.method == "POST" else {}
-                key = await authorize(request, body, not readers or request.method != "GET")
+                key, body = await authorize(request, not readers or request.method != "GET")
                 response = await handler(Call(request, key, body))
             except HeartbeatdError as e:
                 response = web.json_response({"error": e.text}, status=e.status)
@@ -155,16 +161,46 @@ def endpoint(*methods: str, readers: bool = False) -> Callable[[Handler], Any]:
     return decorate
 
 
-async def read_body(request: web.Request) -> dict[str, Any]:
-    """The JSON object a POST carries ({} when empty); 413 past 1 MB, 400 if not an object."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise TooLarge()
+async def authorize(request: web.Request, write: bool) -> tuple[ApiKey, dict[str, Any]]:
+    """The caller's key and the JSON object its POST carries; 401 unless the key is live and
+    allowed to do this.
+
+    A key in `X-Api-Key` is checked before the body is read, so a caller without a good one
+    cannot make us read or parse its body. Healthchecks also takes the key as a POST body's
+    `api_key`; such a body has to be read before its key can be checked, so it is read only up
+    to KEYLESS_BODY bytes, at the pace every body is (bodies.py).
+    """
+    header = request.headers.get("X-Api-Key")
+    if header is not None:
+        found = await key_allowed(request, header, write)
+        return found, await read_json(request, MAX_BODY)
+    body = await read_json(request, KEYLESS_BODY)
+    return await key_allowed(request, body.get("api_key"), write), body
+
+
+async def key_allowed(request: web.Request, key: object, write: bool) -> ApiKey:
+    if not isinstance(key, str) or len(key) != KEY_LENGTH:
+        raise Unauthorized("missing api key")
+    found = await request.app[STORE].authenticate(key, request.app[CLOCK].now())
+    if found is None or (write and found.read_only):
+        raise Unauthorized("wrong api key")
+    return found
+
+
+async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
+    """The JSON object a POST carries ({} when empty, or not a POST); 413 past `limit` bytes,
+    400 if not an object."""
+    if request.method != "POST":
+        return {}
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(limit)
     chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(CHUNK):
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise TooLarge()
-        chunks.append(chunk)
+    async with paced(request):
+        async for chunk in request.content.iter_chunked(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(limit)
+            chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
         return {}
@@ -175,20 +211,6 @@ async def read_body(request: web.Request) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise BadRequest("json validation error: value is not an object")
     return parsed
-
-
-async def authorize(request: web.Request, body: dict[str, Any], write: bool) -> ApiKey:
-    """The key from `X-Api-Key`, or from a POST body's `api_key`; 401 unless it is a live key
-    allowed to do this."""
-    key = request.headers.get("X-Api-Key")
-    if key is None:
-        key = body.get("api_key")
-    if not isinstance(key, str) or len(key) != KEY_LENGTH:
-        raise Unauthorized("missing api key")
-    found = await request.app[STORE].authenticate(key, request.app[CLOCK].now())
-    if found is None or (write and found.read_only):
-        raise Unauthorized("wrong api key")
-    return found
 
 
 # -- checks ---------------------------------------------------------------------------------
