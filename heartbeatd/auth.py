@@ -43,6 +43,7 @@ MAX_WAITING = 8  # logins queued for a hash before more are refused at once
 SESSION_COOKIE = "heartbeatd_session"
 LOGIN_COOKIE = "heartbeatd_login"  # the login form's CSRF token, before there is a session
 SESSION_LIFETIME = 30 * 86400.0
+FORM_EXPIRED = "the form has expired or did not come from this site; reload and retry"
 DEFAULT_USER = "admin"
 ADMIN, VIEWER = "admin", "viewer"
 T = TypeVar("T")
@@ -239,7 +240,7 @@ def check_csrf(expected: str, given: object) -> None:
         or not isinstance(given, str)
         or not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())
     ):
-        raise Forbidden("the form has expired or did not come from this site; reload and retry")
+        raise Forbidden(FORM_EXPIRED)
 
 
 async def start_session(request: web.Request, response: web.StreamResponse, user_id: int) -> None:

@@ -20,6 +20,7 @@ from multidict import MultiDictProxy
 
 from heartbeatd import auth, limits, model
 from heartbeatd.auth import PASSWORDS, Forbidden, User, check_csrf, require_admin
+from heartbeatd.bodies import paced
 from heartbeatd.durations import format_duration, parse_bounded_duration
 from heartbeatd.errors import BadRequest, plain_errors
 from heartbeatd.login_limit import LOGIN_THROTTLE
@@ -42,13 +43,15 @@ MAX_LOGIN_FORM = 8192  # bytes: a login form is far smaller; a 1 MB user name is
 async def posted(
     request: web.Request, max_size: int | None = None
 ) -> MultiDictProxy[str | bytes | web.FileField]:
-    """The submitted form, refused with 413 past `max_size` bytes (default: aiohttp's 1 MiB).
-    aiohttp decodes a field strictly, so bytes that are not UTF-8 made a 500; they are the
-    client's mistake: 400."""
+    """The submitted form, refused with 413 past `max_size` bytes (default: aiohttp's 1 MiB),
+    read at the pace every body is (bodies.py); callers check who is asking first where they
+    can (the session, the login cookie). aiohttp decodes a field strictly, so bytes that are
+    not UTF-8 made a 500; they are the client's mistake: 400."""
     if max_size is not None:
         request = request.clone(client_max_size=max_size)
     try:
-        return await request.post()
+        async with paced(request):
+            return await request.post()
     except UnicodeDecodeError:
         raise BadRequest("the form is not valid UTF-8") from None
 
@@ -83,13 +86,17 @@ async def login_form(request: web.Request) -> web.Response:
 @plain_errors
 async def login(request: web.Request) -> web.StreamResponse:
     """Log in, throttled (login_limit.py): a source or name that failed too often is refused
-    before its form is read or its password hashed."""
+    before its form is read or its password hashed, and so is a form without the login page's
+    cookie, which could never pass its CSRF check."""
+    expected = request.cookies.get(auth.LOGIN_COOKIE, "")
+    if not expected:
+        raise Forbidden(auth.FORM_EXPIRED)
     app = request.app
     source = source_of(request)
     if refused := await refusal(request, source, None):
         return refused
     form = await posted(request, MAX_LOGIN_FORM)
-    check_csrf(request.cookies.get(auth.LOGIN_COOKIE, ""), form.get("csrf"))
+    check_csrf(expected, form.get("csrf"))
     name = str(form.get("user", "")).strip()
     password = str(form.get("password", ""))
     if len(name) > limits.MAX_USER_NAME or len(password) > limits.MAX_PASSWORD:
