@@ -1,7 +1,8 @@
 """The Healthchecks management API under /api/v1/, /api/v2/ and /api/v3/ (PROTOCOL.md §4).
 
 Same paths, JSON, status codes, CORS and key rules as Healthchecks, so its clients work by
-changing a base URL; api_schema.py has the JSON. Every error is a JSON `{"error": "..."}`.
+changing a base URL; api_schema.py has the JSON. Every error is a JSON `{"error": "..."}`,
+but for a body sent too slowly: that 408 is aiohttp's plain text, as on every route (bodies.py).
 Checks declared in the config file are read-only here (403): the file is their source of
 truth and would undo an API change at the next start. Each write goes through a store method
 that writes its audit row in the same transaction, with the key's name as the actor.
