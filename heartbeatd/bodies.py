@@ -16,8 +16,9 @@ The figures, for a ping's body (at most ping_body_limit, 100 kB by default, is k
   (~40 kbit/s). A client on any real link is never cut for its pace; a trickle is.
 - GRACE 10 s: a phone on a bad link that stalls for a few seconds before its first bytes, or a
   TCP retransmission or two (1 s, then 2 s), still gets through.
-- TOTAL 60 s: 100 kB at 2 kB/s (16 kbit/s, below GPRS) takes 50 s and gets in; nginx's
-  client_body_timeout is 60 s too.
+- TOTAL 60 s: 100 kB at 2 kB/s (16 kbit/s, below GPRS) takes 50 s and gets in. It bounds a
+  body of any size: past ping_body_limit a ping's body is read only to be dropped, so a 10 MB
+  log over a 1 Mbit/s uplink (80 s) now gets 408 where it used to be cut to the limit.
 A 1 byte/s trickle is cut after GRACE plus its few bytes' allowance: about 10 s. The longest a
 client can hold a connection with a body is TOTAL, and only by sending MIN_RATE bytes a
 second all along, which is bandwidth, not a byte now and then.
