@@ -32,7 +32,7 @@ from heartbeatd.login_limit import FREE_FAILURES, NAME_MAX_WAIT, LoginThrottle
 from heartbeatd.retention import PRUNE_EVERY
 from tests.conftest import Daemon, Invoke, cheap_hash, eventually
 from tests.test_crash import Daemon as Process
-from tests.test_hostile import p99_ms, ping_latencies
+from tests.test_hostile import FLOOD, p99_ms, ping_latencies
 
 PASSWORD = "correct horse battery"
 BEHIND_PROXY = 'trusted_proxies = ["127.0.0.1"]\n'
@@ -296,34 +296,6 @@ async def test_new_hashes_cost_n_2_17_and_an_old_hash_is_upgraded_at_login(
 
 # -- against the real daemon process --------------------------------------------------------
 
-FLOOD = """
-import asyncio, json, sys, time
-import aiohttp
-
-async def main(base, seconds):
-    seen = {}
-    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0), limit=32)
-    jar = aiohttp.DummyCookieJar()
-    headers = {"Cookie": "heartbeatd_login=forged"}  # the login form's token is ours to pick
-    async with aiohttp.ClientSession(connector=connector, cookie_jar=jar) as session:
-        async def guess(worker):
-            n = 0
-            while time.monotonic() < until:
-                n += 1
-                form = {"csrf": "forged", "user": "admin", "password": f"guess{worker}-{n}"}
-                async with session.post(f"{base}/login", data=form, headers=headers) as response:
-                    await response.read()
-                    seen[response.status] = seen.get(response.status, 0) + 1
-                    if sum(seen.values()) == 1:
-                        print("flooding", flush=True)
-        until = time.monotonic() + seconds
-        started = time.monotonic()
-        await asyncio.gather(*(guess(w) for w in range(32)))
-    print(json.dumps({"seen": seen, "seconds": time.monotonic() - started}), flush=True)
-
-asyncio.run(main(sys.argv[1], float(sys.argv[2])))
-"""
-
 
 def peak_rss_mb(pid: int) -> float:
     """The most memory the process has held at once (VmHWM), in MB."""
@@ -378,7 +350,7 @@ async def test_pings_keep_their_p99_while_one_source_floods_login_and_another_tr
     rss_before = rss_mb(process.proc.pid)
     trickle = asyncio.create_task(trickle_bodies(process.port, uuids[1], 50, "127.0.0.4"))
     flood = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", FLOOD, process.base, "4", stdout=asyncio.subprocess.PIPE
+        sys.executable, "-c", FLOOD, process.base, "4", "login", stdout=asyncio.subprocess.PIPE
     )
     assert flood.stdout is not None
     assert await flood.stdout.readline() == b"flooding\n"

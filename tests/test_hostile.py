@@ -376,25 +376,36 @@ FLOOD = """
 import asyncio, json, sys, time
 import aiohttp
 
-async def main(base, seconds):
+def guess(base, worker, n):
+    return "GET", f"{base}/ping/{worker:08x}-0000-4000-8000-{n:012x}", None
+
+def wrong_password(base, worker, n):
+    form = {"csrf": "forged", "user": "admin", "password": f"guess{worker}-{n}"}
+    return "POST", f"{base}/login", form
+
+async def main(base, seconds, kind):
+    request = {"guess": guess, "login": wrong_password}[kind]
     seen = {}
     connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0), limit=32)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async def guess(worker):
+    jar = aiohttp.DummyCookieJar()
+    headers = {"Cookie": "heartbeatd_login=forged"}  # the login form's token is ours to pick
+    async with aiohttp.ClientSession(connector=connector, cookie_jar=jar, headers=headers) as s:
+        async def flood(worker):
             n = 0
             while time.monotonic() < until:
                 n += 1
-                url = f"{base}/ping/{worker:08x}-0000-4000-8000-{n:012x}"
-                async with session.get(url) as response:
+                method, url, form = request(base, worker, n)
+                async with s.request(method, url, data=form) as response:
+                    await response.read()
                     seen[response.status] = seen.get(response.status, 0) + 1
                     if sum(seen.values()) == 1:
                         print("flooding", flush=True)
         until = time.monotonic() + seconds
         started = time.monotonic()
-        await asyncio.gather(*(guess(w) for w in range(32)))
+        await asyncio.gather(*(flood(w) for w in range(32)))
     print(json.dumps({"seen": seen, "seconds": time.monotonic() - started}), flush=True)
 
-asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+asyncio.run(main(sys.argv[1], float(sys.argv[2]), sys.argv[3]))
 """
 
 
@@ -405,7 +416,7 @@ async def test_a_flood_of_404_guesses_is_limited_and_real_pings_go_on(
     # 500 pings a window: the p99 is then the 5th-slowest, not one scheduler hiccup on 2 cores.
     before = await ping_latencies(process.base, uuids[0], 500, "127.0.0.3")
     flood = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", FLOOD, process.base, "4", stdout=asyncio.subprocess.PIPE
+        sys.executable, "-c", FLOOD, process.base, "4", "guess", stdout=asyncio.subprocess.PIPE
     )
     assert flood.stdout is not None
     assert await flood.stdout.readline() == b"flooding\n"

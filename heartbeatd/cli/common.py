@@ -100,6 +100,26 @@ def local_ping_key(config: Config) -> str | None:
         return None
 
 
+def print_listing(
+    items: list[dict[str, Any]], as_json: bool, times: tuple[str, ...], empty: str,
+    header: tuple[str, ...], row: Callable[[dict[str, Any]], tuple[str, ...]],
+) -> None:  # fmt: skip
+    """What a `list` command prints: its `times` fields as ISO 8601, then the items as JSON, a
+    sentence saying how to add one when there are none, or a table."""
+    import json
+
+    from heartbeatd.notify import iso
+
+    for item in items:
+        item.update({field: iso(item[field]) for field in times})
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+    elif not items:
+        click.echo(empty)
+    else:
+        print_table([header, *(row(item) for item in items)])
+
+
 def print_table(rows: list[tuple[str, ...]]) -> None:
     """Rows as left-aligned columns, the first row being the header."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

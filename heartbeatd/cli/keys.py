@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from heartbeatd.cli.common import config_options, load, print_table, with_store
+from heartbeatd.cli.common import config_options, load, print_listing, with_store
 from heartbeatd.clock import SystemClock
 
 if TYPE_CHECKING:
@@ -46,24 +46,14 @@ def apikey_create(config_file: str | None, db: str | None, name: str | None,
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def apikey_list(config_file: str | None, db: str | None, as_json: bool) -> None:
     """List keys: name, access, when created and last used (never the key itself)."""
-    from heartbeatd.notify import iso
-
     config = load(config_file, db=db)
-    keys = with_store(config, lambda s: s.api_keys())
-    for key in keys:
-        for field in ("created", "last_used", "revoked"):
-            key[field] = iso(key[field])
-    if as_json:
-        click.echo(json.dumps(keys, indent=2))
-        return
-    if not keys:
-        click.echo("No API keys yet: heartbeatd apikey create --name NAME")
-        return
-    rows = [("ID", "NAME", "ACCESS", "CREATED", "LAST USED", "REVOKED")]
-    for k in keys:
-        rows.append((str(k["id"]), k["name"], "read-only" if k["read_only"] else "read-write",
-                     k["created"], k["last_used"] or "never", k["revoked"] or ""))  # fmt: skip
-    print_table(rows)
+    print_listing(
+        with_store(config, lambda s: s.api_keys()), as_json, ("created", "last_used", "revoked"),
+        "No API keys yet: heartbeatd apikey create --name NAME",
+        ("ID", "NAME", "ACCESS", "CREATED", "LAST USED", "REVOKED"),
+        lambda k: (str(k["id"]), k["name"], "read-only" if k["read_only"] else "read-write",
+                   k["created"], k["last_used"] or "never", k["revoked"] or ""),
+    )  # fmt: skip
 
 
 @apikey.command("revoke")
@@ -168,22 +158,12 @@ def user_add(config_file: str | None, db: str | None, name: str, role: str | Non
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def user_list(config_file: str | None, db: str | None, as_json: bool) -> None:
     """List users: name, role, when added, and whether a password signs them in."""
-    from heartbeatd.notify import iso
-
     config = load(config_file, db=db)
-    users = with_store(config, lambda s: s.users())
-    for found in users:
-        found["created"] = iso(found["created"])
-    if as_json:
-        click.echo(json.dumps(users, indent=2))
-        return
-    if not users:
-        click.echo("No users yet: heartbeatd user add NAME")
-        return
-    rows = [("NAME", "ROLE", "ADDED", "SIGNS IN BY")]
-    for u in users:
-        rows.append((u["name"], u["role"], u["created"], "password" if u["password"] else "header"))
-    print_table(rows)
+    print_listing(
+        with_store(config, lambda s: s.users()), as_json, ("created",),
+        "No users yet: heartbeatd user add NAME", ("NAME", "ROLE", "ADDED", "SIGNS IN BY"),
+        lambda u: (u["name"], u["role"], u["created"], "password" if u["password"] else "header"),
+    )  # fmt: skip
 
 
 @user.command("remove")
