@@ -144,3 +144,21 @@ def hb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
         return runner.invoke(cli, list(args), catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[Any, list[str]]]:
+    """A real `heartbeatd serve` process over 10 seeded checks, and their UUIDs; its log must
+    end with no traceback and no ERROR line."""
+    import asyncio
+
+    from benchmarks.harness import seed
+    from tests.test_crash import Daemon as Process  # imports this module: not at the top
+
+    process = Process(tmp_path, "")
+    uuids = await asyncio.to_thread(seed, process.db, 10, 3600.0, 3600.0)
+    await process.start()
+    yield process, uuids
+    assert await asyncio.to_thread(process.stop) == 0
+    log = process.log.read_text()
+    assert "Traceback" not in log and " ERROR " not in log, log

@@ -18,14 +18,13 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from benchmarks.harness import rss_mb, seed
+from benchmarks.harness import rss_mb
 from heartbeatd import model
 from heartbeatd.auth import MAX_WAITING, SCRYPT_N, SESSION_LIFETIME, Passwords, hash_password
 from heartbeatd.login_limit import FREE_FAILURES, NAME_MAX_WAIT, LoginThrottle
@@ -303,17 +302,6 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmHWM")
-
-
-@pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[tuple[Process, list[str]]]:
-    process = Process(tmp_path, "")
-    uuids = await asyncio.to_thread(seed, process.db, 10, 3600.0, 3600.0)
-    await process.start()
-    yield process, uuids
-    assert await asyncio.to_thread(process.stop) == 0
-    log = process.log.read_text()
-    assert "Traceback" not in log and " ERROR " not in log, log
 
 
 async def trickle_bodies(port: int, uuid: str, connections: int, source: str) -> None:

@@ -25,7 +25,7 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from benchmarks.harness import percentile, rss_mb, seed
+from benchmarks.harness import percentile, rss_mb
 from heartbeatd.app import create_app
 from heartbeatd.ratelimit import (
     MISS_BURST,
@@ -232,17 +232,6 @@ async def test_path_traversal_in_every_route_never_reaches_a_file(
 
 
 # -- against the real daemon process --------------------------------------------------------
-
-
-@pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[tuple[Process, list[str]]]:
-    process = Process(tmp_path, "")
-    uuids = await asyncio.to_thread(seed, process.db, 10, 3600.0, 3600.0)
-    await process.start()
-    yield process, uuids
-    assert await asyncio.to_thread(process.stop) == 0
-    log = process.log.read_text()
-    assert "Traceback" not in log and " ERROR " not in log, log
 
 
 def session_from(source: str) -> aiohttp.ClientSession:
