@@ -11,13 +11,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner, Result
 
-from heartbeatd.app import create_app
-from heartbeatd.auth import Passwords, hash_password
-from heartbeatd.clock import ManualClock
-from heartbeatd.config import Config, load_config
-from heartbeatd.monitor import Monitor
+from heartbeatd.core.clock import ManualClock
+from heartbeatd.core.config import Config, load_config
 from heartbeatd.store import CheckDefinition, Store
-from heartbeatd.web_keys import MONITOR, STORE
+from heartbeatd.watch.monitor import Monitor
+from heartbeatd.web.app import create_app
+from heartbeatd.web.keys import MONITOR, STORE
+from heartbeatd.web.ui.auth import Passwords, hash_password
 
 MakeConfig = Callable[..., Config]
 # Tests log in hundreds of times: at the production cost (auth.SCRYPT_N, ~0.5 s a hash) that

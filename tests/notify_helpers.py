@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from heartbeatd.model import Flip
+from heartbeatd.core.model import Flip
 from heartbeatd.notify import Event, NotifyError
 from tests.test_model import make_check
 

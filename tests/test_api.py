@@ -9,10 +9,10 @@ from urllib.parse import urlparse
 
 import pytest
 
-from heartbeatd import rules
-from heartbeatd.api_schema import unique_key
+from heartbeatd.core import rules
 from heartbeatd.notify import iso
 from heartbeatd.store import CheckDefinition
+from heartbeatd.web.api.schema import unique_key
 from tests.conftest import Daemon
 
 RID = "6b1ac1b2-5d5c-4e0a-9a43-6a0e2c9d2f10"

@@ -11,7 +11,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from heartbeatd.cli import cli
-from heartbeatd.migrations import MIGRATIONS
+from heartbeatd.store.migrations import MIGRATIONS
 from tests.conftest import Invoke
 
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from pydantic.warnings import PydanticDeprecatedSince20
 
-from heartbeatd.api_schema import unique_key
+from heartbeatd.web.api.schema import unique_key
 from tests.conftest import Daemon
 
 with warnings.catch_warnings():

@@ -30,8 +30,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from heartbeatd.api_openapi import OPENAPI
-from heartbeatd.api_schema import FIELDS
+from heartbeatd.web.api.openapi import OPENAPI
+from heartbeatd.web.api.schema import FIELDS
 
 MAX_EXAMPLES = 40
 # aiohttp answers a longer request line itself, before any route: 400 in text/plain. Such a

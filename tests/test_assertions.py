@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from heartbeatd import assertions, rules
-from heartbeatd.assertions import Assertion, AssertionSyntaxError, Percentile
-from heartbeatd.config import ConfigError, load_config
-from heartbeatd.reload import Reloader
+from heartbeatd.core import rules
+from heartbeatd.core.config import ConfigError, load_config
+from heartbeatd.core.rules import assertions
+from heartbeatd.core.rules.assertions import Assertion, AssertionSyntaxError, Percentile
+from heartbeatd.daemon.reload import Reloader
 from tests.conftest import Daemon, MakeConfig, eventually
 from tests.notify_helpers import make_event
 

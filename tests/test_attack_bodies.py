@@ -29,11 +29,11 @@ import aiohttp
 import pytest
 
 from benchmarks.harness import seed
-from heartbeatd.api import KEYLESS_BODY
-from heartbeatd.bodies import GRACE, MIN_RATE, TOTAL, deadline
-from heartbeatd.ratelimit import MISS_BURST, MISS_RATE
-from heartbeatd.server import LINGER
+from heartbeatd.daemon.server import LINGER
 from heartbeatd.store import Store
+from heartbeatd.web.api.handlers import KEYLESS_BODY
+from heartbeatd.web.bodies import GRACE, MIN_RATE, TOTAL, deadline
+from heartbeatd.web.ratelimit import MISS_BURST, MISS_RATE
 from tests.test_crash import Daemon as Process
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"

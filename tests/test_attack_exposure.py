@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from heartbeatd.cli import cli
-from heartbeatd.exposure import summary
-from heartbeatd.model import unique_key
+from heartbeatd.core.model import unique_key
+from heartbeatd.web.exposure import summary
 from tests.conftest import Daemon, cheap_hash
 from tests.test_crash import Daemon as Process
 from tests.test_web import PASSWORD, csrf_in

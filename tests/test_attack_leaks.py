@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from aiohttp import web
 
-from heartbeatd.config import ConfigError
+from heartbeatd.core.config import ConfigError
 from tests.conftest import Daemon, eventually
 
 # -- webhook templates ------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from heartbeatd import limits
-from heartbeatd.config import ConfigError, load_config
+from heartbeatd.core import limits
+from heartbeatd.core.config import ConfigError, load_config
 from tests.conftest import Daemon
 from tests.test_web import PRIVATE, log_in
 

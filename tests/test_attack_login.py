@@ -25,10 +25,10 @@ import aiohttp
 import pytest
 
 from benchmarks.harness import rss_mb
-from heartbeatd import model
-from heartbeatd.auth import MAX_WAITING, SCRYPT_N, SESSION_LIFETIME, Passwords, hash_password
-from heartbeatd.login_limit import FREE_FAILURES, NAME_MAX_WAIT, LoginThrottle
-from heartbeatd.retention import PRUNE_EVERY
+from heartbeatd.core import model
+from heartbeatd.store.retention import PRUNE_EVERY
+from heartbeatd.web.login_limit import FREE_FAILURES, NAME_MAX_WAIT, LoginThrottle
+from heartbeatd.web.ui.auth import MAX_WAITING, SCRYPT_N, SESSION_LIFETIME, Passwords, hash_password
 from tests.conftest import Daemon, Invoke, cheap_hash, eventually
 from tests.test_crash import Daemon as Process
 from tests.test_hostile import FLOOD, p99_ms, ping_latencies

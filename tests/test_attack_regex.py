@@ -25,10 +25,10 @@ import aiohttp
 import pytest
 
 from benchmarks.harness import rss_mb, seed
-from heartbeatd.config import ConfigError
-from heartbeatd.limits import MAX_KEYWORDS
+from heartbeatd.core.config import ConfigError
+from heartbeatd.core.limits import MAX_KEYWORDS
+from heartbeatd.core.rules.regex import MAX_PROGRAM
 from heartbeatd.store import Store
-from heartbeatd.user_regex import MAX_PROGRAM
 from tests.conftest import Daemon, MakeConfig
 from tests.test_crash import Daemon as Process
 from tests.test_crash import read_db

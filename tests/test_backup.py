@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from heartbeatd.backup import BackupError, backup, in_use, restore
-from heartbeatd.migrations import MIGRATIONS
-from heartbeatd.web_keys import CONFIG
+from heartbeatd.store.backup import BackupError, backup, in_use, restore
+from heartbeatd.store.migrations import MIGRATIONS
+from heartbeatd.web.keys import CONFIG
 from tests.conftest import Daemon
 
 

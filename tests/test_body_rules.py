@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from heartbeatd import model, rules
-from heartbeatd.body_rules import KEYS as body_rules_keys
-from heartbeatd.body_rules import PATTERN_KEYS, BodyRules
-from heartbeatd.config import ConfigError
+from heartbeatd.core import model, rules
+from heartbeatd.core.config import ConfigError
+from heartbeatd.core.rules.body import KEYS as body_rules_keys
+from heartbeatd.core.rules.body import PATTERN_KEYS, BodyRules
 from heartbeatd.store import CheckDefinition, Store
 from tests.conftest import Daemon, Invoke, MakeConfig
 

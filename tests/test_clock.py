@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from heartbeatd.clock import ManualClock
+from heartbeatd.core.clock import ManualClock
 from heartbeatd.store import CheckDefinition, Store
 from tests.conftest import Daemon, eventually
 

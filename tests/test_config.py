@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from heartbeatd.config import ConfigError, load_config
+from heartbeatd.core.config import ConfigError, load_config
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 
@@ -87,7 +87,7 @@ def test_the_example_config_loads_and_documents_every_setting() -> None:
     config = load_config(EXAMPLE, {}, {})
     assert config.checks and config.notifiers
     text = EXAMPLE.read_text()
-    from heartbeatd.config import CHECK_KEYS, NOTIFIER_KEYS, SETTINGS
+    from heartbeatd.core.config import CHECK_KEYS, NOTIFIER_KEYS, SETTINGS
 
     for key in [*SETTINGS, *CHECK_KEYS, *NOTIFIER_KEYS]:
         assert f"{key} =" in text, f"config.example.toml does not document {key}"

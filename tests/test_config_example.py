@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from heartbeatd.config import load_config
+from heartbeatd.core.config import load_config
 from heartbeatd.notify import GROUP, build_notifiers
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from heartbeatd.importer import parse_crontab
+from heartbeatd.importers.crontab import parse_crontab
 from tests.conftest import Daemon
 
 CONTRIB = Path(__file__).parent.parent / "contrib"

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from heartbeatd.model import unique_key
+from heartbeatd.core.model import unique_key
 from tests.conftest import Daemon, eventually
 from tests.test_crash import free_port
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from heartbeatd import store as store_module
-from heartbeatd import writer as writer_module
+from heartbeatd.store import writer as writer_module
 from tests.conftest import Daemon
 
 StartDaemon = Callable[..., Any]

@@ -26,8 +26,11 @@ from aiohttp import web
 from yarl import URL
 
 from benchmarks.harness import percentile, rss_mb
-from heartbeatd.app import create_app
-from heartbeatd.ratelimit import (
+from heartbeatd.daemon.server import make_runner
+from heartbeatd.store import CheckDefinition
+from heartbeatd.web.app import create_app
+from heartbeatd.web.keys import CLOCK, CONFIG, STORE
+from heartbeatd.web.ratelimit import (
     MISS_BURST,
     MISS_LIMITER,
     MISS_RATE,
@@ -35,9 +38,6 @@ from heartbeatd.ratelimit import (
     MissLimiter,
     limit_misses,
 )
-from heartbeatd.server import make_runner
-from heartbeatd.store import CheckDefinition
-from heartbeatd.web_keys import CLOCK, CONFIG, STORE
 from tests.conftest import Daemon
 from tests.test_crash import Daemon as Process
 

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from cronsim import CronSim
 
 from heartbeatd.cli import cli
-from heartbeatd.importer import job_name, parse_crontab, propose, rewrite, system_timezone
-from heartbeatd.systemd_timers import (
+from heartbeatd.importers.crontab import job_name, parse_crontab, propose, rewrite, system_timezone
+from heartbeatd.importers.systemd import (
     calendar_specs,
     calendar_to_cron,
     parse_list_timers,

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from heartbeatd.config import ConfigError
-from heartbeatd.migrations import MIGRATIONS
+from heartbeatd.core.config import ConfigError
 from heartbeatd.store import Store
+from heartbeatd.store.migrations import MIGRATIONS
 from tests.conftest import Daemon, MakeConfig, eventually
 
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from heartbeatd import model
-from heartbeatd.model import Check, Status
+from heartbeatd.core import model
+from heartbeatd.core.model import Check, Status
 
 T0 = 1_800_000_000.0
 RID = "6b1ac1b2-5d5c-4e0a-9a43-6a0e2c9d2f10"

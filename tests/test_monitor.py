@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from heartbeatd import model
-from heartbeatd.clock import ManualClock, SystemClock
+from heartbeatd.core import model
+from heartbeatd.core.clock import ManualClock, SystemClock
 from heartbeatd.store import Store
 from tests.conftest import Daemon
 

@@ -20,7 +20,7 @@ from aiohttp import web
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from heartbeatd.model import unique_key
+from heartbeatd.core.model import unique_key
 from heartbeatd.notify import NotifyError, build_notifiers
 from heartbeatd.notify.apprise_urls import AppriseNotifier
 from heartbeatd.notify.matrix import MatrixNotifier

@@ -20,8 +20,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from heartbeatd.config import ConfigError
-from heartbeatd.model import unique_key
+from heartbeatd.core.config import ConfigError
+from heartbeatd.core.model import unique_key
 from heartbeatd.notify import NotifyError
 from heartbeatd.notify.email import EmailNotifier
 from heartbeatd.notify.options import OptionError

@@ -21,7 +21,7 @@ async def test_it_logs_a_line_when_a_check_goes_down(
 
 
 async def test_it_refuses_options(start_daemon) -> None:
-    from heartbeatd.config import ConfigError
+    from heartbeatd.core.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"heartbeatd.toml:4: colour: "):
         await start_daemon('[[notifier]]\nname = "l"\ntype = "log"\ncolour = "red"\n')

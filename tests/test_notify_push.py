@@ -21,7 +21,7 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heartbeatd.model import unique_key
+from heartbeatd.core.model import unique_key
 from heartbeatd.notify import NotifyError
 from heartbeatd.notify.discord import DiscordNotifier, description
 from heartbeatd.notify.gotify import GotifyNotifier

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from heartbeatd.config import ConfigError
-from heartbeatd.model import unique_key
+from heartbeatd.core.config import ConfigError
+from heartbeatd.core.model import unique_key
 from heartbeatd.notify import NotifyError
 from heartbeatd.notify.options import OptionError
 from heartbeatd.notify.shell import ShellNotifier

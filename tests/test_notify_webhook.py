@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from heartbeatd.web_keys import DISPATCHER
+from heartbeatd.web.keys import DISPATCHER
 from tests.conftest import Daemon, eventually
 from tests.notify_helpers import webhook_config
 

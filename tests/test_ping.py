@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from heartbeatd import model
+from heartbeatd.core import model
 from heartbeatd.store import Store
 from tests.conftest import Daemon
 

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from heartbeatd import ping_metrics, rules
 from heartbeatd.cli import cli
-from heartbeatd.ping_metrics import MAX_METRICS
+from heartbeatd.core import rules
+from heartbeatd.core.rules import metrics as ping_metrics
+from heartbeatd.core.rules.metrics import MAX_METRICS
 from heartbeatd.store import ByUuid, CheckDefinition, PingIn, Store
 from tests.conftest import Daemon
 

@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from heartbeatd import model
-from heartbeatd.model import Check, Flip, Status
-from heartbeatd.schedule import Schedule, deadline_after
+from heartbeatd.core import model
+from heartbeatd.core.model import Check, Flip, Status
+from heartbeatd.core.schedule import Schedule, deadline_after
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ZONES = [

@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from heartbeatd.config import Config, load_config
-from heartbeatd.reload import Reloader
+from heartbeatd.core.config import Config, load_config
+from heartbeatd.daemon.reload import Reloader
 from tests.conftest import Daemon, eventually
 from tests.test_end_to_end import free_port
 

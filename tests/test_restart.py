@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from heartbeatd import model
-from heartbeatd.clock import ManualClock
+from heartbeatd.core import model
+from heartbeatd.core.clock import ManualClock
 from tests.conftest import Daemon
 
 StartDaemon = Callable[..., Any]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession, web
 
-from heartbeatd.run import Pinger, run_job
+from heartbeatd.cli.client import Pinger, run_job
 from tests.conftest import Daemon, eventually
 from tests.test_end_to_end import free_port
 
@@ -143,7 +143,7 @@ async def test_a_job_killed_by_a_signal_reports_128_plus_its_number(daemon: Daem
 async def test_a_background_process_holding_the_output_does_not_delay_the_report(
     daemon: Daemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("heartbeatd.run.DRAIN_AFTER_EXIT", 0.2)
+    monkeypatch.setattr("heartbeatd.cli.client.DRAIN_AFTER_EXIT", 0.2)
     check = await daemon.add()
     run = await wrap(check_url(daemon, check), "sh", "-c", "echo started; sleep 3 &")
     assert run.code == 0 and run.stdout == b"started\n"

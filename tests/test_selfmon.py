@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from heartbeatd.cli import cli
 from heartbeatd.cli.notify import sample_check
-from heartbeatd.model import Flip, Status
+from heartbeatd.core.model import Flip, Status
 from heartbeatd.notify import Event
 from tests.conftest import eventually
 
@@ -175,7 +175,7 @@ def test_the_note_is_only_for_silences_that_overlap_the_downtime() -> None:
 
 
 def test_self_ping_settings_are_checked(make_config: Callable[..., Any]) -> None:
-    from heartbeatd.config import ConfigError
+    from heartbeatd.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="1: self_ping_url: expected an http"):
         make_config('self_ping_url = "hc-ping.com/x"\n')

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from heartbeatd.ping import storable
+from heartbeatd.web.ping import storable
 from tests.conftest import Daemon, cheap_hash
 from tests.test_web import PASSWORD, PRIVATE, csrf_in, log_in
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from heartbeatd.sdnotify import Systemd
+from heartbeatd.daemon.sdnotify import Systemd
 from tests.test_end_to_end import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

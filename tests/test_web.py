@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from heartbeatd import rules
-from heartbeatd.auth import hash_password, verify_password
 from heartbeatd.cli import cli
-from heartbeatd.config import ConfigError, load_config
-from heartbeatd.exposure import local_only
-from heartbeatd.schedule import Schedule, in_words
+from heartbeatd.core import rules
+from heartbeatd.core.config import ConfigError, load_config
+from heartbeatd.core.schedule import Schedule, in_words
+from heartbeatd.web.exposure import local_only
+from heartbeatd.web.ui.auth import hash_password, verify_password
 from tests.conftest import Daemon, cheap_hash, eventually
 
 PASSWORD = "correct horse battery"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heartbeatd.wheel import TimerWheel
+from heartbeatd.core.wheel import TimerWheel
 
 TICK = 0.01
 

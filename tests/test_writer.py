@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from heartbeatd import writer as writer_module
-from heartbeatd.errors import Conflict, Unavailable
-from heartbeatd.writer import Writer, connect
+from heartbeatd.core.errors import Conflict, Unavailable
+from heartbeatd.store import writer as writer_module
+from heartbeatd.store.writer import Writer, connect
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from heartbeatd.cli.common import config_options, load
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def backup_command(config_file: str | None, db: str | None, file: Path) -> None:
     """Copy the database to FILE; safe while the daemon serves (SQLite's online backup)."""
-    from heartbeatd.backup import BackupError, backup
+    from heartbeatd.store.backup import BackupError, backup
 
     config = load(config_file, db=db)
     try:
@@ -32,7 +32,7 @@ def restore_command(config_file: str | None, db: str | None, file: Path) -> None
 
     The current database is kept as <db>.before-restore.
     """
-    from heartbeatd.backup import BackupError, before_restore_path, restore
+    from heartbeatd.store.backup import BackupError, before_restore_path, restore
 
     config = load(config_file, db=db)
     target = Path(config.db)

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from heartbeatd import limits, model
-from heartbeatd.assertions import show
 from heartbeatd.cli.common import (
     config_options,
     duration_option,
@@ -19,13 +17,15 @@ from heartbeatd.cli.common import (
     print_table,
     with_store,
 )
-from heartbeatd.clock import SystemClock
-from heartbeatd.durations import format_duration
-from heartbeatd.model import Check, slugify
-from heartbeatd.schedule import describe, upcoming, validate_cron, validate_tz
+from heartbeatd.core import limits, model
+from heartbeatd.core.clock import SystemClock
+from heartbeatd.core.durations import format_duration
+from heartbeatd.core.model import Check, slugify
+from heartbeatd.core.rules.assertions import show
+from heartbeatd.core.schedule import describe, upcoming, validate_cron, validate_tz
 
 if TYPE_CHECKING:
-    from heartbeatd.config import Config
+    from heartbeatd.core.config import Config
     from heartbeatd.store import Store
 
 T = TypeVar("T")

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from heartbeatd.durations import parse_bounded_duration
+from heartbeatd.core.durations import parse_bounded_duration
 
 if TYPE_CHECKING:
-    from heartbeatd.config import Config
-    from heartbeatd.model import Check
+    from heartbeatd.core.config import Config
+    from heartbeatd.core.model import Check
     from heartbeatd.store import Store
 
 T = TypeVar("T")
@@ -42,14 +42,14 @@ def config_options(command: F) -> F:
 def read_config(config_file: str | None, **flags: str | None) -> Config:
     """The config from the file, environment and flags; raises ConfigError. SIGHUP calls it
     again with the same arguments."""
-    from heartbeatd.config import load_config
+    from heartbeatd.core.config import load_config
 
     overrides = {key: value for key, value in flags.items() if value is not None}
     return load_config(Path(config_file) if config_file else None, os.environ, overrides)
 
 
 def load(config_file: str | None, **flags: str | None) -> Config:
-    from heartbeatd.config import ConfigError
+    from heartbeatd.core.config import ConfigError
 
     try:
         return read_config(config_file, **flags)
@@ -59,7 +59,7 @@ def load(config_file: str | None, **flags: str | None) -> Config:
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine, turning heartbeatd's errors into one sentence on stderr."""
-    from heartbeatd.errors import HeartbeatdError
+    from heartbeatd.core.errors import HeartbeatdError
 
     try:
         return asyncio.run(coro)

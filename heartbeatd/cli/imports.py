@@ -19,12 +19,12 @@ from heartbeatd.cli.common import (
     local_ping_key,
     with_store,
 )
-from heartbeatd.clock import SystemClock
-from heartbeatd.schedule import describe, validate_tz
+from heartbeatd.core.clock import SystemClock
+from heartbeatd.core.schedule import describe, validate_tz
 
 if TYPE_CHECKING:
-    from heartbeatd.config import Config
-    from heartbeatd.importer import Proposed
+    from heartbeatd.core.config import Config
+    from heartbeatd.importers.crontab import Proposed
 
 
 @click.group("import")
@@ -53,7 +53,7 @@ def import_crontab(
     The table goes to stderr, the rewritten crontab to stdout; your crontab itself is never
     changed: `heartbeatd import crontab --apply > new && crontab new` installs it.
     """
-    from heartbeatd import importer
+    from heartbeatd.importers import crontab as importer
 
     config = load(config_file, db=db)
     zone = import_zone(tz)
@@ -87,7 +87,7 @@ def import_crontab(
 
 def import_zone(tz: str | None) -> str:
     """The zone the imported schedules run in: --tz, else the system's."""
-    from heartbeatd.importer import system_timezone
+    from heartbeatd.importers.crontab import system_timezone
 
     zone = tz or system_timezone(os.environ)
     try:
@@ -98,7 +98,7 @@ def import_zone(tz: str | None) -> str:
 
 
 def create_proposed(config: Config, proposals: Sequence[Proposed], grace: float) -> None:
-    from heartbeatd.importer import create_checks
+    from heartbeatd.importers.crontab import create_checks
 
     created = with_store(config, lambda s: create_checks(
         s, proposals, grace, SystemClock().now()))  # fmt: skip
@@ -140,7 +140,7 @@ def import_systemd_timers(
     (they use contrib/systemd-timer/heartbeatd-ping@.service). Without FILE, each timer's
     OnCalendar= is read with `systemctl show`; otherwise the period is NEXT minus LAST.
     """
-    from heartbeatd import systemd_timers
+    from heartbeatd.importers import systemd as systemd_timers
 
     config = load(config_file, db=db)
     zone = import_zone(tz)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from heartbeatd.cli.common import config_options, load, print_listing, with_store
-from heartbeatd.clock import SystemClock
+from heartbeatd.core.clock import SystemClock
 
 if TYPE_CHECKING:
     from heartbeatd.store import Store
@@ -124,7 +124,7 @@ LOCKED = "!"  # the password of a user who signs in only through the proxy's hea
 def _user_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """A name the login form and the sign-in header can match: no outer spaces (the form
     strips them), not empty, at most limits.MAX_USER_NAME."""
-    from heartbeatd.limits import MAX_USER_NAME
+    from heartbeatd.core.limits import MAX_USER_NAME
 
     if not value or value != value.strip() or len(value) > MAX_USER_NAME:
         raise click.BadParameter(f"1 to {MAX_USER_NAME} characters, no spaces around them")
@@ -205,8 +205,8 @@ def user_set_password(config_file: str | None, db: str | None, name: str, role: 
 
 def _new_password_hash(from_stdin: bool) -> str:
     """A password typed twice at a prompt, or one line of standard input, hashed."""
-    from heartbeatd.auth import hash_password
-    from heartbeatd.limits import MAX_PASSWORD
+    from heartbeatd.core.limits import MAX_PASSWORD
+    from heartbeatd.web.ui.auth import hash_password
 
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from heartbeatd import model
 from heartbeatd.cli.common import config_options, load, with_store
-from heartbeatd.clock import SystemClock
-from heartbeatd.model import Check
+from heartbeatd.core import model
+from heartbeatd.core.clock import SystemClock
+from heartbeatd.core.model import Check
 
 if TYPE_CHECKING:
     from heartbeatd.notify import Event, Notifier

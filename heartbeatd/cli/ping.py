@@ -8,7 +8,7 @@ import urllib.request
 
 import click
 
-from heartbeatd import run as wrapper
+from heartbeatd.cli import client as wrapper
 from heartbeatd.cli.common import config_options, load, local_ping_key, with_store
 
 

@@ -11,7 +11,7 @@ import uuid
 
 import click
 
-from heartbeatd import run as wrapper
+from heartbeatd.cli import client as wrapper
 from heartbeatd.cli.common import config_options, load, local_ping_key
 
 

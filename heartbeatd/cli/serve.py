@@ -19,9 +19,9 @@ from heartbeatd.cli.common import config_options, load, read_config, run
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from heartbeatd.config import Config
-    from heartbeatd.reload import Reloader
-    from heartbeatd.sdnotify import Systemd
+    from heartbeatd.core.config import Config
+    from heartbeatd.daemon.reload import Reloader
+    from heartbeatd.daemon.sdnotify import Systemd
 
 log = logging.getLogger("heartbeatd")
 
@@ -31,9 +31,9 @@ log = logging.getLogger("heartbeatd")
 @click.option("--listen", metavar="HOST:PORT", help="address to serve on [env HEARTBEATD_LISTEN]")
 def serve(config_file: str | None, db: str | None, listen: str | None) -> None:
     """Run the daemon: ping API, status page, timer wheel and notifiers."""
-    from heartbeatd.app import create_app
-    from heartbeatd.config import ConfigError
-    from heartbeatd.logs import setup_logging
+    from heartbeatd.core.config import ConfigError
+    from heartbeatd.daemon.logs import setup_logging
+    from heartbeatd.web.app import create_app
 
     config = load(config_file, db=db, listen=listen)
     setup_logging()
@@ -51,10 +51,10 @@ def serve(config_file: str | None, db: str | None, listen: str | None) -> None:
 async def _serve(app: web.Application, config: Config, reread: Callable[[], Config]) -> None:
     from aiohttp import web
 
-    from heartbeatd.exposure import summary
-    from heartbeatd.reload import Reloader
-    from heartbeatd.sdnotify import Systemd, stop_watchdog
-    from heartbeatd.server import make_runner
+    from heartbeatd.daemon.reload import Reloader
+    from heartbeatd.daemon.sdnotify import Systemd, stop_watchdog
+    from heartbeatd.daemon.server import make_runner
+    from heartbeatd.web.exposure import summary
 
     systemd = Systemd.from_environ(os.environ)
     runner = make_runner(app)
@@ -140,7 +140,7 @@ def _keep_big_buffers_off_the_heap() -> None:
 
 
 def _start_reload(reloader: Reloader, systemd: Systemd, running: set[asyncio.Task[None]]) -> None:
-    from heartbeatd.errors import HeartbeatdError
+    from heartbeatd.core.errors import HeartbeatdError
 
     async def reload() -> None:
         systemd.reloading()
@@ -158,6 +158,6 @@ def _start_reload(reloader: Reloader, systemd: Systemd, running: set[asyncio.Tas
 
 async def _status(app: web.Application) -> str:
     """The one-line STATUS that `systemctl status` shows."""
-    from heartbeatd.web_keys import STORE
+    from heartbeatd.web.keys import STORE
 
     return f"watching {len(await app[STORE].armed())} checks"

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from heartbeatd import model
 from heartbeatd.cli.common import config_options, load, with_store
-from heartbeatd.clock import SystemClock
+from heartbeatd.core import model
+from heartbeatd.core.clock import SystemClock
 
 if TYPE_CHECKING:
-    from heartbeatd.model import Check
+    from heartbeatd.core.model import Check
     from heartbeatd.store import Store
 
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def status(config_file: str | None, db: str | None) -> None:
     """Whether the daemon is alive, when it was last down, and the checks by status."""
     from heartbeatd.notify import iso
-    from heartbeatd.selfmon import HEARTBEAT_EVERY, describe_downtime
+    from heartbeatd.watch.selfmon import HEARTBEAT_EVERY, describe_downtime
 
     config = load(config_file, db=db)
 

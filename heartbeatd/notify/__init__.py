@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
-from heartbeatd.assertions import show_all
-from heartbeatd.config import Config
-from heartbeatd.durations import format_elapsed
-from heartbeatd.model import Check, Flip, unique_key
+from heartbeatd.core.config import Config
+from heartbeatd.core.durations import format_elapsed
+from heartbeatd.core.model import Check, Flip, unique_key
+from heartbeatd.core.rules.assertions import show_all
+from heartbeatd.core.schedule import describe
 from heartbeatd.notify.options import OptionError
-from heartbeatd.schedule import describe
 
 GROUP = "heartbeatd.notifiers"
 

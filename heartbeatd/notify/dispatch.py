@@ -15,9 +15,9 @@ import random
 from collections import Counter
 from collections.abc import Mapping
 
-from heartbeatd.clock import Clock
-from heartbeatd.config import NotifierSpec
-from heartbeatd.model import Status, status_at
+from heartbeatd.core.clock import Clock
+from heartbeatd.core.config import NotifierSpec
+from heartbeatd.core.model import Status, status_at
 from heartbeatd.notify import Event, Notifier, NotifyError
 from heartbeatd.notify.slots import Slots
 from heartbeatd.store import OutboxItem, Store

@@ -32,7 +32,7 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
-from heartbeatd.model import unique_key
+from heartbeatd.core.model import unique_key
 from heartbeatd.notify import Event, NotifyError
 from heartbeatd.notify.options import OptionError, Options
 

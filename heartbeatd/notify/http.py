@@ -23,9 +23,9 @@ from urllib.parse import parse_qsl, urlsplit
 import aiohttp
 
 from heartbeatd import __version__
-from heartbeatd.durations import format_duration
+from heartbeatd.core.durations import format_duration
+from heartbeatd.core.redact import host as host_of
 from heartbeatd.notify import NotifyError
-from heartbeatd.redact import host as host_of
 
 RETRIED = {408, 425, 429}
 SAYS_WHEN = {429, 503}  # the statuses whose Retry-After header means "not before then"

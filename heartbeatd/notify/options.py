@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from heartbeatd.durations import parse_duration
-from heartbeatd.redact import kind_of, shown_url
+from heartbeatd.core.durations import parse_duration
+from heartbeatd.core.redact import kind_of, shown_url
 
 _MISSING: Any = object()
 

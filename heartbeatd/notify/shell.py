@@ -25,7 +25,7 @@ import shlex
 import signal
 from collections.abc import Mapping
 
-from heartbeatd.durations import format_duration
+from heartbeatd.core.durations import format_duration
 from heartbeatd.notify import Event, NotifyError, iso
 from heartbeatd.notify.options import OptionError, Options
 

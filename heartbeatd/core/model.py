@@ -1,0 +1,263 @@
+"""Checks and the rules that move them between states (PROTOCOL.md §1.5, §1.6, §2).
+
+Pure functions over a Check and the time of the decision; store.py applies them inside its
+write transactions, so the rules and the SQL stay apart and the rules are tested without a DB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+
+from heartbeatd.core.durations import format_duration
+from heartbeatd.core.limits import MAX_SLUG
+from heartbeatd.core.rules import NO_RULES, CheckRules
+from heartbeatd.core.schedule import Schedule, deadline_after
+
+
+class Status(StrEnum):
+    """Stored statuses, plus the derived `grace` (shown as "late") and `started`."""
+
+    NEW = "new"
+    UP = "up"
+    DOWN = "down"
+    PAUSED = "paused"
+    GRACE = "grace"
+    STARTED = "started"
+
+
+ACTIONS = ("success", "start", "fail", "log")
+
+
+@dataclass(slots=True)
+class Check:
+    id: int
+    uuid: str
+    name: str
+    slug: str
+    tags: str
+    desc: str
+    period: float | None
+    cron: str | None
+    tz: str
+    grace: float
+    misses: int
+    max_runtime: float | None
+    manual_resume: bool
+    methods: str
+    notifiers: tuple[str, ...] | None
+    managed: bool
+    created: float
+    status: str
+    last_ping: float | None
+    last_start: float | None
+    last_start_rid: str | None
+    last_duration: float | None
+    n_pings: int
+    alert_after: float | None
+    rules: CheckRules = NO_RULES  # assertions and body rules (rules.py)
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(grace=self.grace, period=self.period, cron=self.cron, tz=self.tz)
+
+    @property
+    def runtime_limit(self) -> float:
+        """How long a started run may take; the grace unless `max_runtime` says otherwise."""
+        return self.max_runtime if self.max_runtime is not None else self.grace
+
+
+@dataclass(frozen=True, slots=True)
+class CheckDefinition:
+    """What a person defines about a check (config file, CLI or API); the rest is state."""
+
+    name: str
+    slug: str = ""
+    period: float | None = None
+    cron: str | None = None
+    tz: str = "UTC"
+    grace: float = 3600.0
+    tags: tuple[str, ...] = ()
+    desc: str = ""
+    notifiers: tuple[str, ...] | None = None
+    misses: int = 1
+    max_runtime: float | None = None
+    manual_resume: bool = False
+    methods: str = ""
+    rules: CheckRules = NO_RULES  # assertions, JSON metric fields, body keywords (rules.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Flip:
+    at: float
+    old: str
+    new: str
+    reason: str
+    detail: str = ""
+
+    @property
+    def notifies(self) -> bool:
+        """Down always alerts; up only when it ends an outage (never new→up or paused→up)."""
+        return self.new == Status.DOWN or (self.old == Status.DOWN and self.new == Status.UP)
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """When a check goes down if nothing arrives, and why it would."""
+
+    at: float
+    reason: str
+    detail: str
+
+
+def slugify(name: str) -> str:
+    """The slug a check gets from its name by default: `Nightly Backup` → `nightly-backup`.
+
+    Cut to MAX_SLUG: lowercasing can lengthen a name ("İ" is two characters lowered), and an
+    imported job's name has no bound of its own."""
+    slug = re.sub(r"[^a-z0-9_]+", "-", name.lower()).strip("-")
+    return slug[:MAX_SLUG].rstrip("-") or "check"
+
+
+def effective_action(check: Check, action: str, method: str) -> str:
+    """The URL's action, turned into `ign` where the check ignores this ping (§1.5)."""
+    if check.methods == "POST" and method != "POST":
+        return "ign"
+    if check.status == Status.PAUSED and check.manual_resume:
+        return "ign"
+    return action
+
+
+def apply_ping(
+    check: Check, kind: str, rid: str | None, now: float, detail: str = "", reason: str = ""
+) -> Flip | None:
+    """Update `check` for a ping of `kind` at `now`; the flip it causes, if any (§1.6).
+
+    Also sets `last_duration` when the ping closes a run, and re-derives `alert_after`.
+    `reason` names why a down flip happened when it was not the URL (`assertion`).
+    """
+    check.n_pings += 1
+    flip = None
+    if kind == "start":
+        check.last_start, check.last_start_rid = now, rid
+    elif kind in ("success", "fail"):
+        check.last_ping, check.last_duration = now, None
+        if check.last_start is not None:
+            if check.last_start_rid == rid:
+                check.last_duration = run_duration(check, rid, now)
+                check.last_start = check.last_start_rid = None
+            elif kind == "fail" or rid is None:
+                check.last_start = check.last_start_rid = None
+        new = Status.DOWN if kind == "fail" else Status.UP
+        if new != check.status:
+            reason = reason or ("fail" if kind == "fail" else "ping")
+            flip = Flip(at=now, old=check.status, new=new, reason=reason, detail=detail)
+            check.status = new
+    check.alert_after = _at(going_down(check))
+    return flip
+
+
+def run_duration(check: Check, rid: str | None, now: float) -> float | None:
+    """How long the run a finishing ping with `rid` closes has taken; None if it closes none."""
+    if check.last_start is not None and check.last_start_rid == rid:
+        return now - check.last_start
+    return None
+
+
+def going_down(check: Check) -> Deadline | None:
+    """The moment `check` goes down unless a ping comes first; None if it cannot."""
+    if check.status == Status.DOWN:
+        return None
+    candidates = []
+    if check.last_start is not None:
+        candidates.append(
+            Deadline(
+                check.last_start + check.runtime_limit,
+                "timeout",
+                f"run did not finish within {format_duration(check.runtime_limit)}",
+            )
+        )
+    if check.status == Status.UP and check.last_ping is not None:
+        missed = deadline_after(check.schedule, check.last_ping, check.misses)
+        if missed is not None:
+            pings = "ping" if check.misses == 1 else f"{check.misses} pings in a row"
+            candidates.append(Deadline(missed + check.grace, "timeout", f"missed {pings}"))
+    return min(candidates, key=lambda d: d.at, default=None)
+
+
+def late_at(check: Check) -> float | None:
+    """When an up check enters its grace (shown as late) unless a ping comes first."""
+    if check.status != Status.UP or check.last_ping is None or check.last_start is not None:
+        return None
+    return deadline_after(check.schedule, check.last_ping)
+
+
+def _at(deadline: Deadline | None) -> float | None:
+    return deadline.at if deadline else None
+
+
+def expire(check: Check, expected_at: float) -> Flip | None:
+    """Take `check` down if its going-down moment is still `expected_at`.
+
+    The timer wheel only says that the moment it was armed with has passed; whether that is
+    still the check's moment is decided here, against the stored truth. The flip is dated at
+    the deadline, not at when we noticed.
+    """
+    deadline = going_down(check)
+    if deadline is None or abs(deadline.at - expected_at) > 1e-6:
+        check.alert_after = _at(deadline)
+        return None
+    flip = Flip(deadline.at, check.status, Status.DOWN, deadline.reason, deadline.detail)
+    check.status = Status.DOWN
+    check.alert_after = None
+    return flip
+
+
+def pause(check: Check, now: float) -> Flip | None:
+    """Pause; a no-op on a paused check (PROTOCOL.md: newer Healthchecks)."""
+    if check.status == Status.PAUSED:
+        return None
+    flip = Flip(now, check.status, Status.PAUSED, "pause")
+    check.status = Status.PAUSED
+    check.last_start = check.last_start_rid = None
+    check.alert_after = None
+    return flip
+
+
+def resume(check: Check, now: float) -> Flip | None:
+    """Back to `new`, waiting for its first ping; None if it was not paused."""
+    if check.status != Status.PAUSED:
+        return None
+    flip = Flip(now, check.status, Status.NEW, "resume")
+    check.status = Status.NEW
+    check.last_start = check.last_start_rid = check.last_ping = check.alert_after = None
+    return flip
+
+
+def status_at(check: Check, now: float) -> Status:
+    """What a person should see now: the stored status refined by time (§2.2)."""
+    if check.last_start is not None and check.status != Status.DOWN:
+        if now >= check.last_start + check.runtime_limit:
+            return Status.DOWN
+        return Status.STARTED
+    if check.status != Status.UP or check.last_ping is None:
+        return Status(check.status)
+    down = going_down(check)
+    if down is not None and now >= down.at:
+        return Status.DOWN
+    late = deadline_after(check.schedule, check.last_ping)
+    if late is not None and now >= late:
+        return Status.GRACE
+    return Status.UP
+
+
+UNIQUE_KEY_LENGTH = 40
+
+
+def unique_key(check_uuid: str) -> str:
+    """The read-only identifier: sha1 of the first 16 hex digits of the UUID (Healthchecks').
+    It names a check in links and to read-only readers without giving away its ping URL."""
+    return hashlib.sha1(uuid.UUID(check_uuid).hex[:16].encode()).hexdigest()
