@@ -20,7 +20,7 @@ from heartbeatd.cli.common import (
 from heartbeatd.core import limits, model
 from heartbeatd.core.clock import SystemClock
 from heartbeatd.core.durations import format_duration
-from heartbeatd.core.model import Check, slugify
+from heartbeatd.core.model import Check, crontab_schedule, slugify
 from heartbeatd.core.rules.assertions import show
 from heartbeatd.core.schedule import describe, upcoming, validate_cron, validate_tz
 
@@ -119,22 +119,6 @@ def check_add(
     click.echo(
         f"  {crontab_schedule(added)} /path/to/job && curl -fsS -m 10 --retry 5 -o /dev/null {url}"
     )
-
-
-def crontab_schedule(check: Check) -> str:
-    """A crontab schedule that runs as often as the check expects (a guess for odd periods)."""
-    if check.cron:
-        return check.cron
-    seconds = int(check.period or 0)
-    if seconds == 60:
-        return "* * * * *"
-    if seconds < 3600 and seconds % 60 == 0 and 3600 % seconds == 0:
-        return f"*/{seconds // 60} * * * *"
-    if seconds < 86400 and seconds % 3600 == 0 and 86400 % seconds == 0:
-        return f"0 */{seconds // 3600} * * *"
-    if seconds == 604800:
-        return "0 3 * * 0"
-    return "0 3 * * *"
 
 
 def check_dict(check: Check, config: Config) -> dict[str, Any]:

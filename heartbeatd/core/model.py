@@ -261,3 +261,19 @@ def unique_key(check_uuid: str) -> str:
     """The read-only identifier: sha1 of the first 16 hex digits of the UUID (Healthchecks').
     It names a check in links and to read-only readers without giving away its ping URL."""
     return hashlib.sha1(uuid.UUID(check_uuid).hex[:16].encode()).hexdigest()
+
+
+def crontab_schedule(check: Check) -> str:
+    """A crontab schedule that runs as often as the check expects (a guess for odd periods)."""
+    if check.cron:
+        return check.cron
+    seconds = int(check.period or 0)
+    if seconds == 60:
+        return "* * * * *"
+    if seconds < 3600 and seconds % 60 == 0 and 3600 % seconds == 0:
+        return f"*/{seconds // 60} * * * *"
+    if seconds < 86400 and seconds % 3600 == 0 and 86400 % seconds == 0:
+        return f"0 */{seconds // 3600} * * *"
+    if seconds == 604800:
+        return "0 3 * * 0"
+    return "0 3 * * *"

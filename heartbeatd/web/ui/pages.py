@@ -22,7 +22,7 @@ from markupsafe import Markup, escape
 
 from heartbeatd.core.durations import format_duration, format_elapsed
 from heartbeatd.core.errors import plain_errors
-from heartbeatd.core.model import Check, Status, late_at, status_at, unique_key
+from heartbeatd.core.model import Check, Status, crontab_schedule, late_at, status_at, unique_key
 from heartbeatd.core.rules import CheckRules
 from heartbeatd.core.rules.assertions import Percentile, show_all
 from heartbeatd.core.schedule import in_words, upcoming, zone
@@ -422,8 +422,6 @@ def compact(value: float) -> str:
 
 def examples(check: Check, site: str) -> dict[str, str]:
     """Ready-to-paste ways to ping this check from the clients people already use."""
-    from heartbeatd.cli.checks import crontab_schedule  # the CLI sits above views: import late
-
     url = f"{site}/ping/{check.uuid}"
     curl = "curl -fsS -m 10 --retry 5 -o /dev/null"
     return {
