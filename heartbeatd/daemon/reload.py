@@ -20,7 +20,7 @@ from heartbeatd.core.config import Config, ConfigError, NotifierSpec
 from heartbeatd.core.model import Check
 from heartbeatd.notify import build_notifiers, make_router
 from heartbeatd.store import CheckDefinition
-from heartbeatd.web.keys import CLOCK, CONFIG, DISPATCHER, MONITOR, STORE
+from heartbeatd.web.keys import CHECKS, CONFIG, DISPATCHER, STORE
 
 log = logging.getLogger("heartbeatd.reload")
 
@@ -53,11 +53,10 @@ class Reloader:
             store.router = make_router(new)
             dispatcher.replace(notifiers, {spec.name: spec for spec in new.notifiers})
             before = {c.slug: c for c in await store.list_checks() if c.managed}
-            for line in await store.reconcile(new.checks, self.app[CLOCK].now()):
+            for line in await self.app[CHECKS].reconcile(new.checks):
                 log.info("%s", line)
             for line in check_changes(before, new.checks):
                 log.info("%s", line)
-            self.app[MONITOR].request_resync()  # re-arm changed schedules, drop removed ones
             self.config = new
             log.info("config reloaded; %d checks in the file", len(new.checks))
             return True

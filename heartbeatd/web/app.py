@@ -16,12 +16,13 @@ from heartbeatd.notify import build_notifiers, make_router
 from heartbeatd.notify.dispatch import Dispatcher
 from heartbeatd.store import Store
 from heartbeatd.store.retention import Pruner
+from heartbeatd.watch.checks import Checks
 from heartbeatd.watch.monitor import Monitor
 from heartbeatd.watch.selfmon import SELFMON, SelfMonitor
 from heartbeatd.web import badges, ingress, ping
 from heartbeatd.web import prometheus as metrics
 from heartbeatd.web.api import handlers as api
-from heartbeatd.web.keys import CLOCK, CONFIG, DISPATCHER, MONITOR, STORE, TEMPLATES
+from heartbeatd.web.keys import CHECKS, CLOCK, CONFIG, DISPATCHER, MONITOR, STORE, TEMPLATES
 from heartbeatd.web.login_limit import LOGIN_THROTTLE, LoginThrottle
 from heartbeatd.web.ratelimit import MISS_LIMITER, MissLimiter, limit_misses
 from heartbeatd.web.ui import actions as views_actions
@@ -67,6 +68,7 @@ def create_app(
     watch_late = any("late" in spec.events for spec in config.notifiers)
     monitor = Monitor(store, app[CLOCK], config.startup_grace, dispatcher.wake, watch_late)
     app[STORE], app[MONITOR], app[DISPATCHER] = store, monitor, dispatcher
+    app[CHECKS] = Checks(store, monitor, dispatcher.wake, app[CLOCK])
     selfmon = app[SELFMON] = SelfMonitor(
         store, app[CLOCK], config.self_ping_url, config.self_ping_interval
     )

@@ -17,7 +17,7 @@ from heartbeatd.core.limits import MAX_SLUG
 from heartbeatd.core.rules import metrics as ping_metrics
 from heartbeatd.store import BySlug, ByUuid, PingIn, PingResult
 from heartbeatd.web.bodies import paced
-from heartbeatd.web.keys import CLOCK, CONFIG, DISPATCHER, MONITOR, STORE
+from heartbeatd.web.keys import CHECKS, CONFIG, STORE
 from heartbeatd.web.prometheus import STATS
 
 routes = web.RouteTableDef()
@@ -212,9 +212,6 @@ async def accept(request: web.Request, target: ByUuid | BySlug, incoming: PingIn
     Returns once the ping is on disk; raises NotFound for an unknown token.
     """
     app = request.app
-    result = await app[STORE].record_ping(target, incoming, app[CLOCK].now())
+    result = await app[CHECKS].ping(target, incoming)
     app[STATS].pings[incoming.action] += 1
-    app[MONITOR].arm(result.check_id, result.alert_after, result.late_at)
-    if result.notify:
-        app[DISPATCHER].wake()
     return result

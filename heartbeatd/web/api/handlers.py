@@ -27,7 +27,7 @@ from heartbeatd.web.api import schema as api_schema
 from heartbeatd.web.api.openapi import OPENAPI
 from heartbeatd.web.api.schema import Channel, Site
 from heartbeatd.web.bodies import paced
-from heartbeatd.web.keys import CLOCK, CONFIG, MONITOR, STORE
+from heartbeatd.web.keys import CHECKS, CLOCK, CONFIG, STORE
 from heartbeatd.web.ping import UUID_FORM
 
 routes = web.RouteTableDef()
@@ -114,13 +114,6 @@ class Call:
             return api_schema.definition(spec, existing, self.version, self.channels)
 
         return build
-
-    def arm(self, check: Check) -> None:
-        """Tell the monitor a check's new deadlines."""
-        self.app[MONITOR].arm(check.id, check.alert_after, model.late_at(check))
-
-    def disarm(self, check: Check) -> None:
-        self.app[MONITOR].arm(check.id, None, None)
 
 
 def refuse_managed(check: Check | None) -> None:
@@ -239,8 +232,7 @@ async def create_check(call: Call) -> web.StreamResponse:
     spec = api_schema.parse_spec(call.body)
     unique = api_schema.unique_columns(spec)
     build = call.builder(spec)
-    check, created = await call.store.upsert_check(unique, build, call.now, call.actor)
-    call.arm(check)
+    check, created = await call.app[CHECKS].upsert(unique, build, call.actor)
     return web.json_response(await call.check_json(check), status=201 if created else 200)
 
 
@@ -252,12 +244,10 @@ async def single(call: Call) -> web.StreamResponse:
         return web.json_response(await call.check_json(await call.find(code, by_unique_key=True)))
     check = await call.find_writable(code)
     if call.request.method == "DELETE":
-        removed = await call.store.remove(check.uuid, call.actor, call.now)
-        call.disarm(removed)
+        removed = await call.app[CHECKS].remove(check.uuid, call.actor)
         return web.json_response(await call.check_json(removed))
     build = call.builder(api_schema.parse_spec(call.body))
-    updated = await call.store.update_check(check.uuid, build, call.now, call.actor)
-    call.arm(updated)
+    updated = await call.app[CHECKS].update(check.uuid, build, call.actor)
     return web.json_response(await call.check_json(updated))
 
 
@@ -266,8 +256,7 @@ async def single(call: Call) -> web.StreamResponse:
 async def pause(call: Call) -> web.StreamResponse:
     """A no-op on a paused check (newer Healthchecks)."""
     check = await call.find_writable(call.request.match_info["code"])
-    paused, _ = await call.store.change_state(check.uuid, model.pause, call.now, call.actor)
-    call.arm(paused)
+    paused, _ = await call.app[CHECKS].change_state(check.uuid, model.pause, call.actor)
     return web.json_response(await call.check_json(paused))
 
 
@@ -275,10 +264,9 @@ async def pause(call: Call) -> web.StreamResponse:
 @endpoint("POST")
 async def resume(call: Call) -> web.StreamResponse:
     check = await call.find_writable(call.request.match_info["code"])
-    resumed, flip = await call.store.change_state(check.uuid, model.resume, call.now, call.actor)
+    resumed, flip = await call.app[CHECKS].change_state(check.uuid, model.resume, call.actor)
     if flip is None:
         raise Conflict("check is not paused")
-    call.arm(resumed)
     return web.json_response(await call.check_json(resumed))
 
 

@@ -26,7 +26,7 @@ from heartbeatd.core.schedule import validate_cron, validate_tz
 from heartbeatd.notify import Event, Notifier, NotifyError, build_notifiers
 from heartbeatd.store import CheckDefinition
 from heartbeatd.web.bodies import paced
-from heartbeatd.web.keys import CLOCK, CONFIG, MONITOR, STORE
+from heartbeatd.web.keys import CHECKS, CLOCK, CONFIG, STORE
 from heartbeatd.web.login_limit import LOGIN_THROTTLE
 from heartbeatd.web.ratelimit import MISS_LIMITER, source_of
 from heartbeatd.web.ui import auth
@@ -237,11 +237,6 @@ async def submitted(request: web.Request, user: User) -> dict[str, str]:
     return {key: str(form.get(key, "")) for key in fields}
 
 
-def rearm(request: web.Request, check: Check) -> None:
-    """Tell the timer wheel the check's new moments (None stops watching it)."""
-    request.app[MONITOR].arm(check.id, check.alert_after, model.late_at(check))
-
-
 @routes.get("/checks/new")
 @plain_errors
 async def new_form(request: web.Request) -> web.Response:
@@ -260,7 +255,7 @@ async def create(request: web.Request) -> web.Response:
         return render(request, "check_form.html", http_status=400, user=user, values=values,
                       errors=errors, check=None)  # fmt: skip
     app = request.app
-    check = await app[STORE].add_check(definition, app[CLOCK].now(), actor=user.name)
+    check = await app[CHECKS].add(definition, user.name)
     raise web.HTTPSeeOther(f"/checks/{check.uuid}")
 
 
@@ -297,8 +292,7 @@ async def edit(request: web.Request) -> web.Response:
         return definition
 
     app = request.app
-    saved = await app[STORE].update_check(check.uuid, build, app[CLOCK].now(), user.name)
-    rearm(request, saved)
+    saved = await app[CHECKS].update(check.uuid, build, user.name)
     raise web.HTTPSeeOther(f"/checks/{saved.uuid}")
 
 
@@ -326,10 +320,7 @@ async def resume(request: web.Request) -> web.Response:
 async def change_state(request: web.Request, change: Any) -> web.Response:
     user = await acting_user(request)
     app = request.app
-    check, _ = await app[STORE].change_state(
-        request.match_info["uuid"], change, app[CLOCK].now(), actor=user.name
-    )
-    rearm(request, check)
+    check, _ = await app[CHECKS].change_state(request.match_info["uuid"], change, user.name)
     raise web.HTTPSeeOther(f"/checks/{check.uuid}")
 
 
@@ -339,8 +330,7 @@ async def delete(request: web.Request) -> web.Response:
     user = await acting_user(request)
     check = await editable(request)
     app = request.app
-    await app[STORE].remove(check.uuid, actor=user.name, now=app[CLOCK].now())
-    app[MONITOR].arm(check.id, None, None)
+    await app[CHECKS].remove(check.uuid, user.name)
     raise web.HTTPSeeOther("/")
 
 
@@ -350,7 +340,7 @@ async def rotate(request: web.Request) -> web.Response:
     user = await acting_user(request)
     check = await editable(request)
     app = request.app
-    rotated = await app[STORE].rotate(check.uuid, actor=user.name, now=app[CLOCK].now())
+    rotated = await app[CHECKS].rotate(check.uuid, user.name)
     raise web.HTTPSeeOther(f"/checks/{rotated.uuid}")
 
 
