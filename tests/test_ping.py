@@ -7,8 +7,8 @@ import io
 import pytest
 
 from heartbeatd.core import model
-from heartbeatd.store import Store
-from tests.conftest import Daemon
+from heartbeatd.store import SELECT_CHECK, Store
+from tests.conftest import Daemon, eventually
 
 RID = "6b1ac1b2-5d5c-4e0a-9a43-6a0e2c9d2f10"
 
@@ -243,3 +243,56 @@ async def test_a_rotation_by_another_process_is_seen_by_the_very_next_ping(daemo
         rotated = await cli.rotate(check.uuid)
     assert (await daemon.client.get(f"/ping/{check.uuid}")).status == 404
     assert (await daemon.client.get(f"/ping/{rotated.uuid}")).status == 200
+
+
+LOG_REMINDING = '[[notifier]]\nname = "log"\ntype = "log"\nrepeat = "1h"\ndefault = true\n'
+
+
+async def trace_writes(daemon: Daemon) -> list[str]:
+    """Every statement the daemon's write connection runs from now on."""
+    statements: list[str] = []
+    await daemon.store._writer.run(lambda conn: conn.set_trace_callback(statements.append))
+    return statements
+
+
+def row_reads(statements: list[str], check_uuid: str) -> int:
+    """How many of `statements` read the check's row: each ping not served from the cache."""
+    return sum(1 for s in statements if s.startswith(SELECT_CHECK) and check_uuid in s)
+
+
+async def outbox_is(daemon: Daemon, expected: list[tuple[str, str]]) -> bool:
+    return await daemon.query("SELECT event, state FROM outbox ORDER BY id") == expected
+
+
+async def test_reminders_scheduled_and_cancelled_leave_other_checks_cached(start_daemon) -> None:
+    """A reminder touches only the outbox: the next ping of another check needs no read."""
+    daemon = await start_daemon(LOG_REMINDING)
+    backup = await daemon.add("backup", period=5.0, grace=1.0)
+    other = await daemon.add("other", period=86400.0)
+    await daemon.client.get(f"/ping/{backup.uuid}")
+    statements = await trace_writes(daemon)
+    await daemon.client.get(f"/ping/{other.uuid}")  # read once, then cached
+    assert row_reads(statements, other.uuid) == 1
+
+    await daemon.advance(7)  # backup is down: its alert is sent and a reminder scheduled
+    await eventually(lambda: outbox_is(daemon, [("down", "sent"), ("repeat", "pending")]))
+    await daemon.client.get(f"/ping/{other.uuid}")
+    assert row_reads(statements, other.uuid) == 1
+
+    await daemon.client.get(f"/ping/{backup.uuid}")  # recovery: the reminder is void
+    await daemon.advance(3600)  # it falls due and is cancelled; backup goes down anew
+    after = [("down", "sent"), ("repeat", "cancelled"), ("up", "sent"), ("down", "sent")]
+    await eventually(lambda: outbox_is(daemon, [*after, ("repeat", "pending")]))
+    await daemon.client.get(f"/ping/{other.uuid}")
+    assert row_reads(statements, other.uuid) == 1
+
+
+async def test_a_change_to_a_check_is_seen_by_its_very_next_ping(daemon: Daemon) -> None:
+    """The other side of the cache: a write that changes a check drops what was cached."""
+    check = await daemon.add(manual_resume=True)
+    statements = await trace_writes(daemon)
+    await daemon.client.get(f"/ping/{check.uuid}")  # cached while up
+    await daemon.store.change_state(check.slug, model.pause, daemon.clock.now())
+    await daemon.client.get(f"/ping/{check.uuid}")
+    assert row_reads(statements, check.uuid) == 2
+    assert await status_of(daemon, check.uuid) == "paused"  # the ping was ignored, as it must be

@@ -255,7 +255,9 @@ class Store:
     # -- pings ---------------------------------------------------------------------------
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T], background: bool = False) -> T:
-        """Every write but a ping's: it may change any check, so the ping cache is dropped.
+        """A write that may change any check, so the ping cache is dropped. Writes that change
+        no check (the outbox's, meta's, the audit log's) go to the writer directly and keep the
+        cache: dropping it makes the next ping of every check read its row again.
         `background`: see writer.py (flips and outbox bookkeeping give way to pings)."""
 
         def run(conn: sqlite3.Connection) -> T:
@@ -779,7 +781,7 @@ class Store:
 
     async def schedule_reminder(self, item: OutboxItem, at: float, now: float) -> None:
         """Another `repeat` row for the same outage, due at `at`."""
-        await self._write(
+        await self._writer.run(  # outbox only: the ping cache stays valid
             lambda conn: conn.execute(
                 "INSERT INTO outbox (flip_id, notifier, event, next_attempt, created) "
                 "VALUES (?, ?, 'repeat', ?, ?)",
@@ -790,7 +792,7 @@ class Store:
 
     async def notification_cancelled(self, item_id: int, why: str) -> None:
         """A reminder whose outage has ended: never sent."""
-        await self._write(
+        await self._writer.run(  # outbox only: the ping cache stays valid
             lambda conn: conn.execute(
                 "UPDATE outbox SET state = 'cancelled', last_error = ? WHERE id = ?",
                 (why, item_id),
