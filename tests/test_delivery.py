@@ -1,4 +1,5 @@
-"""Delivery under faults: a stuck target holds up nothing else; a crash loses no alert."""
+"""Delivery under faults: a stuck target holds up nothing else; a crash loses no alert, and a
+failed write no reminder."""
 
 from __future__ import annotations
 
@@ -8,14 +9,20 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
+from heartbeatd.core.clock import ManualClock
 from heartbeatd.notify.slots import AT_ONCE
-from tests.conftest import eventually
+from heartbeatd.store import ByUuid, CheckDefinition, PingIn, Store
+from tests.conftest import Daemon, eventually
+from tests.notify_helpers import webhook_config
 from tests.test_end_to_end import curl, free_port
+from tests.test_ping import outbox_is
 
 
 def two_webhooks(stuck_url: str, healthy_url: str) -> str:
@@ -168,3 +175,74 @@ async def test_an_alert_survives_a_kill_between_flip_and_delivery(
 async def _answers(port: int) -> bool:
     code, _ = await curl(f"http://127.0.0.1:{port}/ping/x")
     return code == 404
+
+
+# The disk refuses a reminder's row, as a full one would refuse a new row (the send's own
+# record is an update in place): a write failing between recording a send and its reminder.
+REFUSE_REMINDERS = (
+    "CREATE TRIGGER refuse_reminders BEFORE INSERT ON outbox WHEN NEW.event = 'repeat' "
+    "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+)
+
+
+async def test_a_send_and_its_next_reminder_are_recorded_together_or_not_at_all(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    async with Store(tmp_path / "heartbeatd.db") as store:
+        store.router = lambda check, event: ("hook",)
+        definition = CheckDefinition(name="backup", slug="backup", period=60.0, grace=10.0)
+        check = await store.add_check(definition, clock.now())
+        ping = PingIn("success", None, None, "GET", "http", "127.0.0.1", "curl/8", b"", 0)
+        went_down = (await store.record_ping(ByUuid(check.uuid), ping, clock.now())).alert_after
+        assert went_down is not None
+        await store.expire([(check.id, went_down)], went_down)
+        (item,), _, _ = await store.due_notifications(went_down, {"hook": (1, ())})
+
+        async def outbox() -> list[tuple[str, str, float]]:
+            return [(r["event"], r["state"], r["next_attempt"]) for r in await store.outbox()][::-1]
+
+        await store._writer.run(lambda conn: conn.execute(REFUSE_REMINDERS))
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.notification_sent(item.id, went_down + 1, went_down + 3601)
+        assert await outbox() == [("down", "pending", went_down)]  # neither: it is sent again
+
+        await store._writer.run(lambda conn: conn.execute("DROP TRIGGER refuse_reminders"))
+        await store.notification_sent(item.id, went_down + 2, went_down + 3602)
+        assert await outbox() == [
+            ("down", "sent", went_down),
+            ("repeat", "pending", went_down + 3602),
+        ]
+
+
+async def test_a_repeat_notifier_reminds_on_when_recording_its_send_failed_and_after_a_restart(
+    start_daemon: Callable[..., Any], aiohttp_server: Any
+) -> None:
+    """The record of the first send fails. When the send and its reminder were two writes, the
+    send was recorded and the reminder lost: no reminder ever came for that outage."""
+    received: list[str] = []
+    daemons: list[Daemon] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append((await request.json())["event"])
+        if len(received) == 1:  # the disk refuses reminders from the first send on ...
+            await daemons[0].query(REFUSE_REMINDERS)
+        elif len(received) == 2:  # ... until the second
+            await daemons[0].query("DROP TRIGGER refuse_reminders")
+        return web.Response()
+
+    sink = web.Application()
+    sink.router.add_post("/hook", hook)
+    config = webhook_config(str((await aiohttp_server(sink)).make_url("/hook")), 'repeat = "1h"')
+    daemons.append(await start_daemon(config))
+    check = await daemons[0].add(period=5.0, grace=1.0)
+    await daemons[0].client.get(f"/ping/{check.uuid}")
+    await daemons[0].advance(7)
+    # Neither recorded, so sent again (at least once), and recorded with its reminder then.
+    await eventually(lambda: outbox_is(daemons[0], [("down", "sent"), ("repeat", "pending")]))
+    assert received == ["down", "down"]
+
+    await daemons[0].client.close()  # a restart right after the send
+    daemon = await start_daemon(config)
+    for reminders in (1, 2):  # and the reminders go on, each scheduling the next
+        await daemon.advance(3600)
+        await eventually(lambda reminders=reminders: received[2:] == ["repeat"] * reminders)

@@ -193,15 +193,20 @@ class Dispatcher:
         took = self._clock.monotonic() - started  # the service's time, not our writer's
         slots.delivered(took)
         now = self._clock.now()
-        await self._store.notification_sent(item.id, now)
+        await self._store.notification_sent(item.id, now, self._next_reminder(item, now))
         self.attempts["sent"] += 1
         log.info("%s: %s sent for %s in %.2fs", item.notifier, item.event, item.check.slug, took)
         if item.notifier in self._failing:
             self._failing.discard(item.notifier)
             log.warning("notifier %s works again", item.notifier)
+
+    def _next_reminder(self, item: OutboxItem, sent_at: float) -> float | None:
+        """When to remind of the outage `item` told of, if its notifier repeats; recorded with
+        the send itself, so that no crash between the two can end the reminders."""
         repeat = self._policy(item.notifier).repeat
-        if repeat is not None and item.event in ("down", "repeat"):
-            await self._store.schedule_reminder(item, now + repeat, now)
+        if repeat is None or item.event not in ("down", "repeat"):
+            return None
+        return sent_at + repeat
 
     async def _record_failure(self, item: OutboxItem, error: BaseException) -> None:
         """Retry with backoff until retry_for has passed since the row was written.

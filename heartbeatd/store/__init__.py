@@ -769,26 +769,28 @@ class Store:
         )
         return int(cursor.rowcount)
 
-    async def notification_sent(self, item_id: int, now: float) -> None:
-        await self._writer.run(  # outbox only: the ping cache stays valid
-            lambda conn: conn.execute(
+    async def notification_sent(
+        self, item_id: int, now: float, remind_at: float | None = None
+    ) -> None:
+        """Record a delivery and, for a notifier that repeats, the outage's next reminder due
+        at `remind_at`: a `repeat` row for the same flip and notifier. One transaction, so no
+        crash or failed write can record the send but lose its reminder, which would end the
+        reminders of that outage. A row deleted meanwhile (its check removed) gets neither."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = ?, "
                 "last_error = '' WHERE id = ?",
                 (now, item_id),
-            ),
-            background=True,
-        )
+            )
+            if remind_at is not None:
+                conn.execute(
+                    "INSERT INTO outbox (flip_id, notifier, event, next_attempt, created) "
+                    "SELECT flip_id, notifier, 'repeat', ?, ? FROM outbox WHERE id = ?",
+                    (remind_at, now, item_id),
+                )
 
-    async def schedule_reminder(self, item: OutboxItem, at: float, now: float) -> None:
-        """Another `repeat` row for the same outage, due at `at`."""
-        await self._writer.run(  # outbox only: the ping cache stays valid
-            lambda conn: conn.execute(
-                "INSERT INTO outbox (flip_id, notifier, event, next_attempt, created) "
-                "VALUES (?, ?, 'repeat', ?, ?)",
-                (item.flip_id, item.notifier, at, now),
-            ),
-            background=True,
-        )
+        await self._writer.run(run, background=True)  # outbox only: the ping cache stays valid
 
     async def notification_cancelled(self, item_id: int, why: str) -> None:
         """A reminder whose outage has ended: never sent."""
