@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from heartbeatd.core.clock import ManualClock
+from heartbeatd.notify.dispatch import RECORD_RETRY
 from heartbeatd.notify.slots import AT_ONCE
 from heartbeatd.store import ByUuid, CheckDefinition, PingIn, Store
 from tests.conftest import Daemon, eventually
@@ -214,6 +215,34 @@ async def test_a_send_and_its_next_reminder_are_recorded_together_or_not_at_all(
         ]
 
 
+async def test_a_send_that_cannot_be_recorded_is_not_sent_again_at_once(
+    start_daemon: Callable[..., Any], aiohttp_server: Any
+) -> None:
+    """A full disk refuses the record of every send: the row stays pending, and without a pause
+    the dispatcher sent it again as fast as the service answered."""
+    received: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append((await request.json())["event"])
+        return web.Response()
+
+    sink = web.Application()
+    sink.router.add_post("/hook", hook)
+    daemon = await start_daemon(webhook_config(str((await aiohttp_server(sink)).make_url("/hook"))))
+    await daemon.query(
+        "CREATE TRIGGER refuse_sends BEFORE UPDATE OF state ON outbox "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+    check = await daemon.add(period=5.0, grace=1.0)
+    await daemon.client.get(f"/ping/{check.uuid}")
+    await daemon.advance(7)
+    await eventually(lambda: received == ["down"])
+    await asyncio.sleep(0.2)  # real time for a tight loop to show itself
+    assert received == ["down"]
+    await daemon.advance(RECORD_RETRY)
+    await eventually(lambda: received == ["down", "down"])  # at least once, after the pause
+
+
 async def test_a_repeat_notifier_reminds_on_when_recording_its_send_failed_and_after_a_restart(
     start_daemon: Callable[..., Any], aiohttp_server: Any
 ) -> None:
@@ -237,7 +266,10 @@ async def test_a_repeat_notifier_reminds_on_when_recording_its_send_failed_and_a
     check = await daemons[0].add(period=5.0, grace=1.0)
     await daemons[0].client.get(f"/ping/{check.uuid}")
     await daemons[0].advance(7)
-    # Neither recorded, so sent again (at least once), and recorded with its reminder then.
+    await eventually(lambda: received == ["down"])
+    # Neither recorded, so sent again (at least once) once the outbox is no longer held, and
+    # recorded with its reminder then.
+    await daemons[0].advance(RECORD_RETRY)
     await eventually(lambda: outbox_is(daemons[0], [("down", "sent"), ("repeat", "pending")]))
     assert received == ["down", "down"]
 

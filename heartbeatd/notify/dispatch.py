@@ -28,6 +28,10 @@ BACKOFF_FIRST = 5.0
 BACKOFF_MAX = 3600.0
 DEFAULT_POLICY = NotifierSpec(name="", type="")
 WALL_STEP = 2.0  # a change of wall - monotonic beyond this is a clock step, not NTP slewing
+# After a send that could not be recorded (a full or read-only disk) nothing is started for
+# this long: the row is still pending, and looking again at once would send it again and again
+# as fast as the service answers.
+RECORD_RETRY = 30.0
 
 
 def retry_delay(attempts: int, rng: random.Random) -> float:
@@ -61,6 +65,7 @@ class Dispatcher:
         self._newest_row = 0  # the newest outbox row at the last pass: written before any step
         self._retiring: set[asyncio.Task[None]] = set()  # old notifiers waiting to be closed
         self.heartbeatd_down: tuple[float, float] | None = None  # told in alerts it explains
+        self._held_until = 0.0  # monotonic; see RECORD_RETRY
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="heartbeatd-dispatch")
@@ -124,6 +129,9 @@ class Dispatcher:
 
     async def _start_due(self) -> float:
         """Start delivering what is due; return how long to sleep before looking again."""
+        held = self._held_until - self._clock.monotonic()
+        if held > 0:
+            return held
         busy: dict[str, list[int]] = {name: [] for name in self._notifiers}
         for item_id, (name, _) in self._in_flight.items():
             if name in busy:  # not when its notifier was removed by a reload
@@ -164,7 +172,9 @@ class Dispatcher:
                 async with limit:
                     await self._attempt(notifier, item, limit)
         except Exception:
-            log.exception("recording notification %d failed", item.id)
+            log.exception("recording notification %d failed; holding the outbox %.0fs",
+                          item.id, RECORD_RETRY)  # fmt: skip
+            self._held_until = self._clock.monotonic() + RECORD_RETRY
         finally:
             self._in_flight.pop(item.id, None)
             held = sum(1 for name, _ in self._in_flight.values() if name == item.notifier)
