@@ -38,7 +38,7 @@ from tests.notify_helpers import (
     refused_once_then_delivered,
     serve,
 )
-from tests.test_notify_push import VALID as PUSH_VALID
+from tests.test_notify_slack import VALID as PUSH_VALID
 
 # Apprise's email plugin imports imghdr, deprecated since Python 3.11: its business, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
