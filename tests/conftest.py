@@ -108,6 +108,21 @@ async def daemon(start_daemon: Callable[..., Any]) -> Daemon:
     return await start_daemon()
 
 
+@pytest.fixture
+async def build() -> AsyncIterator[Callable[..., Any]]:
+    """Make notifiers (`build(Kind, **options)`) and close them all after the test."""
+    made: list[Any] = []
+
+    def make(kind: type, **options: object) -> Any:
+        notifier = kind("chat", options)
+        made.append(notifier)
+        return notifier
+
+    yield make
+    for notifier in made:
+        await notifier.close()
+
+
 async def eventually(condition: Callable[[], Any], timeout: float = 5.0) -> None:
     """Wait for real I/O (a webhook reaching its sink) without a fixed sleep."""
     import asyncio

@@ -1,21 +1,23 @@
-"""What the tests of HTTP notifiers share: a sample event, notifier cleanup, stand-in services."""
+"""What the tests of notifiers share: a sample event, stand-in services, the option check."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from heartbeatd.core.model import Flip
+from heartbeatd.core.model import Flip, unique_key
 from heartbeatd.notify import Event, NotifyError
+from heartbeatd.notify.options import OptionError
 from tests.test_model import make_check
 
 T0 = 1_800_000_000.0
 UUID = "5f0c6a7e-1d2b-4c3d-9e8f-0a1b2c3d4e5f"
 OUTPUT = b"dumping db...\npg_dump: error: connection refused\n"
+CHECK_URL = f"http://hb.test/checks/{unique_key(UUID)}"
+# Markup that would ping a whole channel, or link away, if a chat service took it as markup.
+HOSTILE_NAME = "**@everyone** <!channel> <@&123> [x](http://evil) & `code`"
 
 
 def make_event(kind: str = "down", body: bytes = OUTPUT, outbox_id: int = 0, **check: Any) -> Event:
@@ -37,23 +39,6 @@ def make_event(kind: str = "down", body: bytes = OUTPUT, outbox_id: int = 0, **c
         last_body=body,
         now=flip.at + 60,
     )
-
-
-@asynccontextmanager
-async def notifiers() -> AsyncIterator[Callable[..., Any]]:
-    """Make notifiers (`make(Kind, **options)`) and close them all at the end."""
-    made: list[Any] = []
-
-    def make(kind: type, **options: object) -> Any:
-        notifier = kind("chat", options)
-        made.append(notifier)
-        return notifier
-
-    try:
-        yield make
-    finally:
-        for notifier in made:
-            await notifier.close()
 
 
 class Service:
@@ -109,3 +94,11 @@ async def refused_once_then_delivered(notifier: Any, service: Service, status: i
     assert len(service.accepted) == 1
     error = failure.value  # copied: its traceback holds the refused connection open
     return NotifyError(str(error), error.permanent, error.retry_after)
+
+
+def assert_option_refused(kind: type, options: dict[str, object], key: str) -> None:
+    """Building `kind` from `options` stops start-up naming `key`, and shows no secret."""
+    with pytest.raises(OptionError) as failure:
+        kind("notifier", options)
+    assert failure.value.key == key
+    assert "secret" not in failure.value.message

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,16 +18,15 @@ from heartbeatd.notify.gotify import GotifyNotifier
 from heartbeatd.notify.matrix import MatrixNotifier
 from heartbeatd.notify.ntfy import NtfyNotifier
 from heartbeatd.notify.pushover import PushoverNotifier
+from heartbeatd.notify.slack import SlackNotifier
 from heartbeatd.notify.telegram import TelegramNotifier
 from heartbeatd.notify.webhook import WebhookNotifier
 from tests.conftest import Daemon, eventually
-from tests.notify_helpers import Service, make_event, notifiers, serve, webhook_config
-
-
-@pytest.fixture
-async def build() -> AsyncIterator[Callable[..., Any]]:
-    async with notifiers() as make:
-        yield make
+from tests.notify_helpers import Service, make_event, serve, webhook_config
+from tests.test_notify_discord import DISCORD_ID
+from tests.test_notify_gotify import GOTIFY_TOKEN
+from tests.test_notify_ntfy import NTFY_TOPIC
+from tests.test_notify_slack import SLACK_PATH
 
 
 class Scripted(Service):
@@ -288,3 +287,48 @@ async def test_secrets_a_service_echoes_never_reach_the_error(
         if pad == 0:
             shown = [f"<{name}>" for name in secrets if f"<{name}>" in str(failure.value)]
             assert shown, str(failure.value)  # echoed, and shown by name
+
+
+class Silent(Service):
+    """A service that takes the request and never answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.accepted.append(request.path)
+        await self.hold.wait()
+        return web.Response(text="too late")
+
+
+@pytest.fixture
+async def silent(aiohttp_server: Any) -> AsyncIterator[Silent]:
+    service = Silent()
+    await serve(aiohttp_server, service, [web.post("/{path:.*}", service.handle)])
+    yield service
+    service.hold.set()
+
+
+def silent_options(kind: type, url: str) -> dict[str, object]:
+    return {
+        NtfyNotifier: {"server": url, "topic": NTFY_TOPIC},
+        GotifyNotifier: {"server": url, "token": GOTIFY_TOKEN},
+        DiscordNotifier: {"url": f"{url}/api/webhooks/{DISCORD_ID}/{DISCORD_TOKEN}"},
+        SlackNotifier: {"url": url + SLACK_PATH},
+    }[kind]
+
+
+@pytest.mark.parametrize("kind", [NtfyNotifier, GotifyNotifier, DiscordNotifier, SlackNotifier])
+async def test_a_service_that_never_answers_times_out_and_is_retried(
+    build: Any, silent: Silent, kind: type
+) -> None:
+    notifier = build(kind, **silent_options(kind, silent.url), timeout=0.2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    # The dispatcher retries both: a TimeoutError and a NotifyError that is not permanent.
+    with pytest.raises((NotifyError, TimeoutError)) as failure:
+        await notifier.send(make_event())
+    assert loop.time() - started < 2
+    assert not getattr(failure.value, "permanent", False)
+    assert silent.accepted  # the request did arrive
