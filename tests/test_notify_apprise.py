@@ -54,7 +54,7 @@ class JsonSink(Service):
 
 
 async def serve_apprise(aiohttp_server: Any) -> JsonSink:
-    """A apprise stand-in on a loopback port."""
+    """A sink for Apprise's json:// URLs on a loopback port; the dispatch tests start one too."""
     receiver = JsonSink()
     return await serve(aiohttp_server, receiver, [web.post("/{path}", receiver.notify)])
 

@@ -79,7 +79,7 @@ class DiscordWebhook(Service):
 
 
 async def serve_discord(aiohttp_server: Any) -> DiscordWebhook:
-    """A discord stand-in on a loopback port."""
+    """A Discord webhook stand-in on a loopback port; the dispatch tests start one too."""
     webhook = DiscordWebhook()
     route = web.post("/api/webhooks/{id}/{token}", webhook.execute)
     return await serve(aiohttp_server, webhook, [route])

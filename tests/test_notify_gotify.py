@@ -55,7 +55,7 @@ class GotifyServer(Service):
 
 
 async def serve_gotify(aiohttp_server: Any) -> GotifyServer:
-    """A gotify stand-in on a loopback port."""
+    """A Gotify server stand-in on a loopback port; the dispatch tests start one too."""
     server = GotifyServer()
     await serve(aiohttp_server, server, [web.post("/gotify/message", server.message)])
     server.url += "/gotify"

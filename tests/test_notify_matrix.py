@@ -71,7 +71,7 @@ class Homeserver(Service):
 
 
 async def serve_matrix(aiohttp_server: Any) -> Homeserver:
-    """A matrix stand-in on a loopback port."""
+    """A Matrix homeserver stand-in on a loopback port; the dispatch tests start one too."""
     server = Homeserver()
     path = "/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"
     return await serve(aiohttp_server, server, [web.put(path, server.send)])

@@ -77,7 +77,7 @@ def _basic(user: str, password: str) -> str:
 
 
 async def serve_ntfy(aiohttp_server: Any) -> NtfyServer:
-    """A ntfy stand-in on a loopback port."""
+    """An ntfy server stand-in on a loopback port; the dispatch tests start one too."""
     server = NtfyServer()
     return await serve(aiohttp_server, server, [web.post("/", server.publish)])
 

@@ -66,7 +66,7 @@ class PushoverApi(Service):
 
 
 async def serve_pushover(aiohttp_server: Any) -> PushoverApi:
-    """A pushover stand-in on a loopback port."""
+    """A Pushover API stand-in on a loopback port; the dispatch tests start one too."""
     api = PushoverApi()
     return await serve(aiohttp_server, api, [web.post("/1/messages.json", api.messages)])
 

@@ -88,7 +88,7 @@ class SlackWebhook(Service):
 
 
 async def serve_slack(aiohttp_server: Any) -> SlackWebhook:
-    """A slack stand-in on a loopback port."""
+    """A Slack webhook stand-in on a loopback port; the dispatch tests start one too."""
     webhook = SlackWebhook()
     return await serve(aiohttp_server, webhook, [web.post("/services/{path:.*}", webhook.post)])
 

@@ -110,7 +110,7 @@ class TelegramApi(Service):
 
 
 async def serve_telegram(aiohttp_server: Any) -> TelegramApi:
-    """A telegram stand-in on a loopback port."""
+    """A Telegram Bot API stand-in on a loopback port; the dispatch tests start one too."""
     api = TelegramApi()
     return await serve(aiohttp_server, api, [web.post("/bot{token}/sendMessage", api.send_message)])
 
