@@ -17,6 +17,7 @@ import pytest
 
 from heartbeatd.store import Store, apikeys
 from heartbeatd.store.migrations import MIGRATIONS, migrate
+from tests.conftest import Invoke
 
 NEWEST = len(MIGRATIONS)
 T0 = 1_800_000_000.0
@@ -132,13 +133,17 @@ def test_a_database_newer_than_this_heartbeatd_is_refused_and_left_alone(tmp_pat
     assert version_of(path) == NEWEST + 1
 
 
-async def test_the_daemon_refuses_to_open_a_newer_database(tmp_path: Path) -> None:
-    path = tmp_path / "heartbeatd.db"
-    conn = database_at(path, NEWEST)
+def test_the_cli_refuses_a_newer_database_in_one_sentence(tmp_path: Path, hb: Invoke) -> None:
+    """It printed a RuntimeError's traceback (a file that is no database got one sentence)."""
+    conn = database_at(tmp_path / "heartbeatd.db", NEWEST)
     conn.execute(f"PRAGMA user_version = {NEWEST + 1}")
     conn.close()
-    with pytest.raises(RuntimeError, match="upgrade heartbeatd"):
-        await Store(path).open()
+    result = hb("check", "list")
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: cannot open database heartbeatd.db: database schema version "
+        f"{NEWEST + 1} is newer than this heartbeatd knows ({NEWEST}); upgrade heartbeatd\n"
+    )
 
 
 def test_migrating_an_up_to_date_database_changes_nothing(tmp_path: Path) -> None:

@@ -234,7 +234,7 @@ class Store:
             conn = connect(self.path)
             migrate(conn)
             _ensure_ping_key(conn)
-        except sqlite3.Error as e:
+        except (sqlite3.Error, RuntimeError) as e:  # RuntimeError: a newer schema (migrate)
             raise Unavailable(f"cannot open database {self.path}: {e}") from e
         self._writer = Writer(conn, asyncio.get_running_loop(), self._on_external_change)
         self._reader = await aiosqlite.connect(self.path)
