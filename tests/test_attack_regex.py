@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 import aiohttp
 import pytest
+import re2
 
 from benchmarks.harness import rss_mb, seed
 from heartbeatd.core.config import ConfigError
@@ -130,6 +131,17 @@ async def test_a_catastrophic_pattern_and_hostile_body_are_answered_at_once(
     assert victims_pings(process) == ["ign"] * 5 + ["fail"]
 
 
+def search_time(pattern: str, text: str) -> float:
+    """The median time of one RE2 search of `text`, in seconds, measured in this process."""
+    compiled = re2.compile(pattern)
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        compiled.search(text)
+        times.append(time.perf_counter() - started)
+    return sorted(times)[1]
+
+
 async def test_the_costliest_searches_run_beside_the_event_loop_not_in_it(
     served: tuple[Process, str, str],
 ) -> None:
@@ -137,10 +149,15 @@ async def test_the_costliest_searches_run_beside_the_event_loop_not_in_it(
     path = await create_check(process, key, failure_re=COSTLY)
     rng = random.Random(1)
     body = "".join(rng.choice("ab") for _ in range(100_000)).encode()  # the ping body limit
+    one_search = search_time(COSTLY, body.decode())
     took, beside = await attack(process, quiet, path, [body] * 4)
-    print(f"\n4 pings of 100 kB searched by {COSTLY!r} in {took * 1000:.0f} ms; "
-          f"{len(beside)} pings beside them, slowest {max(beside) * 1000:.1f} ms")  # fmt: skip
-    assert max(beside) < 0.1  # each search alone takes longer than that
+    print(f"\n4 pings of 100 kB searched by {COSTLY!r} in {took * 1000:.0f} ms (one search "
+          f"{one_search * 1000:.0f} ms here); {len(beside)} pings beside them, slowest "
+          f"{max(beside) * 1000:.1f} ms")  # fmt: skip
+    # Searched in the loop, a ping beside them would wait for at least one whole search. The
+    # search is timed here, on the same machine under the same load, so a busy CI does not
+    # make the bound (or the daemon) look slower than it is.
+    assert max(beside) < max(0.1, 0.75 * one_search)
     assert victims_pings(process) == ["ign"] * 4
 
 
