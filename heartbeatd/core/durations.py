@@ -12,7 +12,7 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 
 
-def parse_duration(value: str | int | float) -> float:
+def parse_duration(value: object) -> float:
     """Seconds from `45s`, `5m`, `2h`, `1d`, `1w`, a bare number of seconds, or a number.
 
     Raises ValueError with a message fit to show a user after the key's name.

@@ -37,7 +37,7 @@ RECORD_RETRY = 30.0
 def retry_delay(attempts: int, rng: random.Random) -> float:
     """5 s, 10 s, 20 s ... capped at an hour, each ±20 %: quick for a blip, gentle on a dead
     target, and spread so a storm of retries does not arrive at one instant."""
-    return min(BACKOFF_FIRST * 2**attempts, BACKOFF_MAX) * rng.uniform(0.8, 1.2)
+    return min(BACKOFF_FIRST * 2.0**attempts, BACKOFF_MAX) * rng.uniform(0.8, 1.2)
 
 
 class Dispatcher:

@@ -10,14 +10,24 @@ of Apprise URLs is likely a secret, and config errors end up in logs.
 
 from __future__ import annotations
 
+import builtins
+import enum
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 from heartbeatd.core.durations import parse_duration
 from heartbeatd.core.redact import kind_of, shown_url
 
-_MISSING: Any = object()
+
+class _Missing(enum.Enum):
+    """The default of a getter whose option is required: no value of the option's type."""
+
+    MISSING = enum.auto()
+
+
+_MISSING: Final = _Missing.MISSING
+T = TypeVar("T")
 
 
 class OptionError(Exception):
@@ -30,88 +40,122 @@ class OptionError(Exception):
 
 
 class Options:
-    def __init__(self, kind: str, table: Mapping[str, object]) -> None:
+    """Each getter returns the option's value checked for its type, or `default` when the table
+    does not have the option; without a default the option is required. (Inside this class
+    `str`, `int` and `bool` name the getters, so annotations say `builtins.str`.)"""
+
+    def __init__(self, kind: builtins.str, table: Mapping[builtins.str, object]) -> None:
         self._kind = kind
         self._table = table
-        self._read: set[str] = set()
+        self._read: set[builtins.str] = set()
 
-    def _get(self, key: str, default: Any) -> Any:
+    def _given(self, key: builtins.str) -> object:
+        """The value the table gives `key`, or _MISSING when it gives none."""
         self._read.add(key)
-        if key in self._table:
-            return self._table[key]
-        if default is _MISSING:
+        return self._table.get(key, _MISSING)
+
+    def _default(self, key: builtins.str, default: T | _Missing) -> T:
+        """What a getter returns when the table lacks `key`: refused when `key` is required."""
+        if isinstance(default, _Missing):
             raise OptionError(key, f"required by the {self._kind} notifier")
         return default
 
-    def str(self, key: str, default: Any = _MISSING) -> Any:
-        value = self._get(key, default)
-        if value is not default and not isinstance(value, str):
+    def str(self, key: builtins.str, default: T | _Missing = _MISSING) -> builtins.str | T:
+        value = self._given(key)
+        if value is _MISSING:
+            return self._default(key, default)
+        if not isinstance(value, builtins.str):
             raise OptionError(key, f"expected a string, got {kind_of(value)}")
         return value
 
-    def url(self, key: str, default: Any = _MISSING) -> Any:
-        value = self.str(key, default)
-        if value is default:
-            return value
-        if not _is_web_url(value):
-            raise OptionError(key, f"expected an http:// or https:// URL, got {shown_url(value)}")
-        return value.rstrip("/") if urlsplit(value).path in ("", "/") else value
+    def url(self, key: builtins.str, default: T | _Missing = _MISSING) -> builtins.str | T:
+        value = self._given(key)
+        if value is _MISSING:
+            return self._default(key, default)
+        url = self.str(key)
+        if not _is_web_url(url):
+            raise OptionError(key, f"expected an http:// or https:// URL, got {shown_url(url)}")
+        return url.rstrip("/") if urlsplit(url).path in ("", "/") else url
 
-    def int(self, key: str, default: Any = _MISSING, low: int = 0, high: int = 2**31) -> Any:
-        value = self._get(key, default)
-        if value is default:
-            return value
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            given = value if type(value) is int else kind_of(value)  # a port, a priority: no secret
+    def int(
+        self,
+        key: builtins.str,
+        default: T | _Missing = _MISSING,
+        low: builtins.int = 0,
+        high: builtins.int = 2**31,
+    ) -> builtins.int | T:
+        value = self._given(key)
+        if value is _MISSING:
+            return self._default(key, default)
+        if (
+            not isinstance(value, builtins.int)
+            or isinstance(value, builtins.bool)
+            or not low <= value <= high
+        ):
+            given = value if type(value) is builtins.int else kind_of(value)  # a port: no secret
             raise OptionError(key, f"expected a whole number from {low} to {high}, got {given}")
         return value
 
-    def bool(self, key: str, default: Any = _MISSING) -> Any:
-        value = self._get(key, default)
-        if value is not default and not isinstance(value, bool):
+    def bool(self, key: builtins.str, default: T | _Missing = _MISSING) -> builtins.bool | T:
+        value = self._given(key)
+        if value is _MISSING:
+            return self._default(key, default)
+        if not isinstance(value, builtins.bool):
             raise OptionError(key, f"expected true or false, got {kind_of(value)}")
         return value
 
-    def duration(self, key: str, default: Any = _MISSING) -> Any:
-        value = self._get(key, default)
-        if value is default or value is None:
-            return value
+    def duration(self, key: builtins.str, default: T | _Missing = _MISSING) -> float | T:
+        value = self._given(key)
+        if value is _MISSING:
+            return self._default(key, default)
         try:
             return parse_duration(value)
         except ValueError as e:
-            raise OptionError(key, str(e)) from None
+            raise OptionError(key, builtins.str(e)) from None
 
-    def choice(self, key: str, choices: Sequence[str], default: Any = _MISSING) -> Any:
-        value = self._get(key, default)
-        if value is not default and value not in choices:
+    def choice(
+        self, key: builtins.str, choices: Sequence[builtins.str], default: T | _Missing = _MISSING
+    ) -> builtins.str | T:
+        value = self._given(key)
+        if value is _MISSING:
+            return self._default(key, default)
+        if not isinstance(value, builtins.str) or value not in choices:
             raise OptionError(key, f"expected one of {', '.join(choices)}, got {value!r}")
         return value
 
-    def str_list(self, key: str, default: Any = _MISSING) -> Any:
+    def str_list(
+        self, key: builtins.str, default: T | _Missing = _MISSING
+    ) -> list[builtins.str] | T:
         """A list of strings; a single string is a list of one."""
-        value = self._get(key, default)
-        if value is default:
-            return value
-        if isinstance(value, str):
+        value = self._given(key)
+        if value is _MISSING:
+            return self._default(key, default)
+        if isinstance(value, builtins.str):
             value = [value]
         if not isinstance(value, list):
             raise OptionError(key, f"expected a list of strings, got {kind_of(value)}")
+        items: list[builtins.str] = []
         for number, item in enumerate(value, 1):
-            if not isinstance(item, str) or not item:
+            if not isinstance(item, builtins.str) or not item:
                 what = f"item {number} is {kind_of(item)}"
                 raise OptionError(key, f"expected a list of strings; {what}")
-        return list(value)
+            items.append(item)
+        return items
 
-    def str_dict(self, key: str, default: Any = _MISSING) -> Any:
-        value = self._get(key, default)
-        if value is default:
-            return value
+    def str_dict(
+        self, key: builtins.str, default: T | _Missing = _MISSING
+    ) -> dict[builtins.str, builtins.str] | T:
+        value = self._given(key)
+        if value is _MISSING:
+            return self._default(key, default)
         if not isinstance(value, dict):
             raise OptionError(key, f"expected a table of strings, got {kind_of(value)}")
+        table: dict[builtins.str, builtins.str] = {}
         for name, item in value.items():
-            if not isinstance(item, str):
+            if not isinstance(item, builtins.str):
                 raise OptionError(key, f"expected a table of strings; {name} is {kind_of(item)}")
-        return dict(value)
+            table[name] = item
+        return table
 
     def done(self) -> None:
         """Refuse every option no getter asked for."""

@@ -136,7 +136,9 @@ async def _tail(stream: asyncio.StreamReader | None) -> bytes:
     return kept
 
 
-async def _kill(process: asyncio.subprocess.Process, output: asyncio.Future[object]) -> None:
+async def _kill(
+    process: asyncio.subprocess.Process, output: asyncio.Future[tuple[bytes, bytes]]
+) -> None:
     """Kill the command's process group, reap the command, and let its pipes close."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
