@@ -20,7 +20,7 @@ from heartbeatd.cli.common import (
 from heartbeatd.core import limits, model
 from heartbeatd.core.clock import SystemClock
 from heartbeatd.core.durations import format_duration
-from heartbeatd.core.model import Check, crontab_schedule, slugify
+from heartbeatd.core.model import Check, CheckDefinition, crontab_schedule, slugify
 from heartbeatd.core.rules.assertions import show
 from heartbeatd.core.schedule import describe, upcoming, validate_cron, validate_tz
 
@@ -77,8 +77,6 @@ def check_add(
     notifiers: tuple[str, ...], misses: int, max_runtime: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Add a check and print its ping URL and a crontab line."""
-    from heartbeatd.store import CheckDefinition
-
     config = load(config_file, db=db)
     if period and cron:
         raise click.UsageError("give --period or --cron, not both")

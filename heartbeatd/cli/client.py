@@ -78,7 +78,8 @@ class Pinger:
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 response.read()
-                return response.headers
+                headers: Message = response.headers  # urlopen is typed Any: any scheme's answer
+                return headers
         except urllib.error.HTTPError as e:
             with e:
                 reason = e.read(200).decode("utf-8", "replace").strip() or e.reason

@@ -69,6 +69,15 @@ class Check:
         """How long a started run may take; the grace unless `max_runtime` says otherwise."""
         return self.max_runtime if self.max_runtime is not None else self.grace
 
+    def definition(self) -> CheckDefinition:
+        """What a person defined of this check: the API edits it, a reload compares it."""
+        return CheckDefinition(
+            name=self.name, slug=self.slug, period=self.period, cron=self.cron, tz=self.tz,
+            grace=self.grace, tags=tuple(self.tags.split()), desc=self.desc,
+            notifiers=self.notifiers, misses=self.misses, max_runtime=self.max_runtime,
+            manual_resume=self.manual_resume, methods=self.methods, rules=self.rules,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class CheckDefinition:

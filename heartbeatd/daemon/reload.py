@@ -17,9 +17,8 @@ from dataclasses import fields
 from aiohttp import web
 
 from heartbeatd.core.config import Config, ConfigError, NotifierSpec
-from heartbeatd.core.model import Check
+from heartbeatd.core.model import Check, CheckDefinition
 from heartbeatd.notify import build_notifiers, make_router
-from heartbeatd.store import CheckDefinition
 from heartbeatd.web.keys import CHECKS, CONFIG, DISPATCHER, STORE
 
 log = logging.getLogger("heartbeatd.reload")
@@ -98,7 +97,7 @@ def check_changes(before: dict[str, Check], definitions: tuple[CheckDefinition, 
         check = before.get(definition.slug)
         if check is None:
             continue
-        current = _definition_of(check)
+        current = check.definition()
         changed = [
             f.name for f in fields(CheckDefinition)
             if getattr(definition, f.name) != getattr(current, f.name)
@@ -106,10 +105,3 @@ def check_changes(before: dict[str, Check], definitions: tuple[CheckDefinition, 
         if changed:
             lines.append(f"changed check {definition.slug}: {', '.join(changed)}")
     return lines
-
-
-def _definition_of(check: Check) -> CheckDefinition:
-    """The definition a stored check was made from, to compare with the file's."""
-    values = {f.name: getattr(check, f.name, f.default) for f in fields(CheckDefinition)}
-    values["tags"] = tuple(check.tags.split())
-    return CheckDefinition(**values)

@@ -18,9 +18,9 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from heartbeatd.core.limits import MAX_SLUG
-from heartbeatd.core.model import Check, slugify
+from heartbeatd.core.model import Check, CheckDefinition, slugify
 from heartbeatd.core.schedule import validate_cron, validate_tz
-from heartbeatd.store import CheckDefinition, Store
+from heartbeatd.store import Store
 
 NICKNAMES = {
     "@yearly": "0 0 1 1 *",

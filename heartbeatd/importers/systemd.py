@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from heartbeatd.core.durations import format_duration
-from heartbeatd.core.model import slugify
+from heartbeatd.core.model import CheckDefinition, slugify
 from heartbeatd.core.schedule import validate_cron, validate_tz
 from heartbeatd.importers.crontab import columns
-from heartbeatd.store import CheckDefinition
 
 COLUMNS = ("NEXT", "LEFT", "LAST", "PASSED", "UNIT", "ACTIVATES")
 _TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")

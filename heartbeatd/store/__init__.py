@@ -212,7 +212,7 @@ class Store:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | str,
         retention: int = 100,
         on_external_change: Callable[[], None] | None = None,
     ) -> None:
@@ -356,7 +356,7 @@ class Store:
         ping: PingIn,
         now: float,
         decided: tuple[str, str] | None,
-    ) -> tuple[rules.Verdict, Mapping[str, float], tuple[str, ...]]:
+    ) -> tuple[rules.Verdict, dict[str, float], tuple[str, ...]]:
         """The check's rules applied to a ping: the verdict, and the metrics and notes to store.
 
         The run's duration (from its start ping, else the client's timing) is the metric

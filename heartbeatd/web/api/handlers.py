@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from heartbeatd.core import model
 from heartbeatd.core.errors import BadRequest, Conflict, HeartbeatdError, NotFound
-from heartbeatd.core.model import UNIQUE_KEY_LENGTH, Check
+from heartbeatd.core.model import UNIQUE_KEY_LENGTH, Check, CheckDefinition
 from heartbeatd.notify import iso
-from heartbeatd.store import ApiKey, CheckDefinition
+from heartbeatd.store import ApiKey
 from heartbeatd.web import badges
 from heartbeatd.web.api import schema as api_schema
 from heartbeatd.web.api.openapi import OPENAPI
@@ -307,7 +307,8 @@ async def flips(call: Call) -> web.StreamResponse:
     """
     check = await call.find(call.request.match_info["code"], by_unique_key=True)
     query = call.request.query
-    start, end = whole_number(query, "start"), whole_number(query, "end")
+    start: float | None = whole_number(query, "start")
+    end = whole_number(query, "end")
     seconds = whole_number(query, "seconds")
     if seconds is not None:
         start = max(start or 0, call.now - seconds)
@@ -315,7 +316,7 @@ async def flips(call: Call) -> web.StreamResponse:
     return web.json_response({"flips": [api_schema.flip_json(at, new) for at, new in rows]})
 
 
-def whole_number(query: Any, name: str, high: int = MAX_TIMESTAMP) -> int | None:
+def whole_number(query: Mapping[str, str], name: str, high: int = MAX_TIMESTAMP) -> int | None:
     """A query parameter that must be a whole number from 0 to `high`; None if absent."""
     value = query.get(name)
     if value is None:

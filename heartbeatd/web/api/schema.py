@@ -20,12 +20,11 @@ from typing import Any
 
 from heartbeatd.core import limits, model, rules
 from heartbeatd.core.errors import BadRequest
-from heartbeatd.core.model import Check, Status, unique_key
+from heartbeatd.core.model import Check, CheckDefinition, Status, unique_key
 from heartbeatd.core.rules import CheckRules
 from heartbeatd.core.rules import body as body_rules
 from heartbeatd.core.schedule import validate_cron, validate_tz
 from heartbeatd.notify import iso
-from heartbeatd.store import CheckDefinition
 
 MIN_SECONDS, MAX_SECONDS = 1, 31_536_000
 DEFAULT_TIMEOUT, DEFAULT_GRACE = 86400, 3600
@@ -240,13 +239,7 @@ def definition(
     if existing is None:
         d = CheckDefinition(name="", slug="", period=DEFAULT_TIMEOUT, grace=DEFAULT_GRACE)
     else:
-        d = CheckDefinition(
-            name=existing.name, slug=existing.slug, period=existing.period, cron=existing.cron,
-            tz=existing.tz, grace=existing.grace, tags=tuple(existing.tags.split()),
-            desc=existing.desc, notifiers=existing.notifiers, misses=existing.misses,
-            max_runtime=existing.max_runtime, manual_resume=existing.manual_resume,
-            methods=existing.methods, rules=existing.rules,
-        )  # fmt: skip
+        d = existing.definition()
     changes: dict[str, Any] = {}
     if "name" in spec and spec["name"] != d.name:
         changes["name"] = spec["name"]

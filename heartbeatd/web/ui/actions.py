@@ -16,15 +16,14 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from multidict import MultiDictProxy
+from multidict import MultiMapping
 
 from heartbeatd.core import limits, model
 from heartbeatd.core.durations import format_duration, parse_bounded_duration
 from heartbeatd.core.errors import BadRequest, plain_errors
-from heartbeatd.core.model import Check
+from heartbeatd.core.model import Check, CheckDefinition
 from heartbeatd.core.schedule import validate_cron, validate_tz
 from heartbeatd.notify import Event, Notifier, NotifyError, build_notifiers
-from heartbeatd.store import CheckDefinition
 from heartbeatd.web.bodies import paced
 from heartbeatd.web.keys import CHECKS, CLOCK, CONFIG, STORE
 from heartbeatd.web.login_limit import LOGIN_THROTTLE
@@ -41,9 +40,7 @@ MAX_LOGIN_FORM = 8192  # bytes: a login form is far smaller; a 1 MB user name is
 # -- login --------------------------------------------------------------------------------
 
 
-async def posted(
-    request: web.Request, max_size: int | None = None
-) -> MultiDictProxy[str | bytes | web.FileField]:
+async def posted(request: web.Request, max_size: int | None = None) -> MultiMapping[object]:
     """The submitted form, refused with 413 past `max_size` bytes (default: aiohttp's 1 MiB),
     read at the pace every body is (bodies.py); callers check who is asking first where they
     can (the session, the login cookie). aiohttp decodes a field strictly, so bytes that are
