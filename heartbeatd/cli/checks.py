@@ -26,7 +26,7 @@ from heartbeatd.core.schedule import describe, upcoming, validate_cron, validate
 
 if TYPE_CHECKING:
     from heartbeatd.core.config import Config
-    from heartbeatd.store import Store
+    from heartbeatd.store import FlipRecord, PingRecord, Store
 
 T = TypeVar("T")
 
@@ -181,7 +181,7 @@ def check_show(config_file: str | None, db: str | None, ref: str, as_json: bool)
 
     config = load(config_file, db=db)
 
-    async def gather(store: Store) -> tuple[Check, list[dict[str, Any]], list[dict[str, Any]]]:
+    async def gather(store: Store) -> tuple[Check, list[PingRecord], list[FlipRecord]]:
         found = await store.get_check(ref)
         return found, await store.pings(found.id, 20), await store.flips(found.id, 20)
 
@@ -198,10 +198,7 @@ def check_show(config_file: str | None, db: str | None, ref: str, as_json: bool)
     for key, value in [*info.items(), *found.rules.describe()]:
         click.echo(f"{key + ':':<20}{value}")
     click.echo("\nRecent pings:")
-    for p in pings or [{"created": None}]:
-        if p["created"] is None:
-            click.echo("  none")
-            break
+    for p in pings:
         extra = f" exit {p['exit_status']}" if p["exit_status"] is not None else ""
         took = f" took {p['duration']:.1f}s" if p["duration"] is not None else ""
         extra += "".join(f" {name}={show(name, value)}" for name, value in p["metrics"].items())
@@ -210,6 +207,8 @@ def check_show(config_file: str | None, db: str | None, ref: str, as_json: bool)
         )
         for note in p["notes"]:
             click.echo(f"      note: {note}")
+    if not pings:
+        click.echo("  none")
     click.echo("\nStatus changes:")
     for f in flips:
         detail = f" ({f['detail']})" if f["detail"] else ""

@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import aiosqlite
 
@@ -134,6 +134,38 @@ class PingIn:
     metrics: tuple[tuple[str, float], ...] = ()  # (name, value) from the query (ping_metrics.py)
     notes: tuple[str, ...] = ()  # what was ignored in reading them
     json_body: bool = False  # Content-Type: application/json: json_metrics may be read from it
+
+
+class PingRecord(TypedDict):
+    """A stored ping as Store.pings reads it, its metrics and notes decoded from their JSON.
+    A dict, not a dataclass: the page, the API and the CLI each show it with fields of their
+    own added ({**ping, ...})."""
+
+    n: int
+    created: float
+    kind: str  # success, start, fail, log, ign
+    exit_status: int | None
+    rid: str | None
+    duration: float | None  # set when this ping closed a started run
+    scheme: str
+    method: str
+    remote_addr: str
+    ua: str
+    body: bytes | None
+    body_size: int  # bytes the client sent; `body` keeps at most ping_body_limit of them
+    metrics: dict[str, float]
+    notes: list[str]
+
+
+class FlipRecord(TypedDict):
+    """A stored flip as Store.flips reads it (a dict for the reason PingRecord is)."""
+
+    at: float  # when it became true (the deadline for a timeout)
+    noticed: float  # when heartbeatd wrote it
+    old_status: str
+    new_status: str
+    reason: str
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -687,7 +719,7 @@ class Store:
         ) as cur:
             return [(row[0], row[1], row[2]) async for row in cur]
 
-    async def pings(self, check_id: int, limit: int = 100) -> list[dict[str, Any]]:
+    async def pings(self, check_id: int, limit: int = 100) -> list[PingRecord]:
         """Newest first, as the pings API lists them."""
         sql = (
             "SELECT n, created, kind, exit_status, rid, duration, scheme, method, remote_addr, "
@@ -695,17 +727,19 @@ class Store:
             "ORDER BY n DESC LIMIT ?"
         )
         async with self._reader.execute(sql, (check_id, limit)) as cur:
-            names = [d[0] for d in cur.description]
-            return [_ping_row(dict(zip(names, row, strict=True))) async for row in cur]
+            return [_ping_record(row) async for row in cur]
 
-    async def flips(self, check_id: int, limit: int = 100) -> list[dict[str, Any]]:
+    async def flips(self, check_id: int, limit: int = 100) -> list[FlipRecord]:
         sql = (
             "SELECT at, noticed, old_status, new_status, reason, detail FROM flips "
             "WHERE check_id = ? ORDER BY at DESC, id DESC LIMIT ?"
         )
         async with self._reader.execute(sql, (check_id, limit)) as cur:
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) async for row in cur]
+            return [
+                FlipRecord(at=at, noticed=noticed, old_status=old, new_status=new, reason=reason,
+                           detail=detail)
+                async for at, noticed, old, new, reason, detail in cur
+            ]  # fmt: skip
 
     # -- outbox --------------------------------------------------------------------------
 
@@ -1332,11 +1366,16 @@ def _history(conn: sqlite3.Connection, check_id: int, metric: str) -> list[float
     return [float(value) for (value,) in rows]
 
 
-def _ping_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A ping as reads return it: metrics and notes decoded from their JSON."""
-    row["metrics"] = json.loads(row["metrics"]) if row["metrics"] else {}
-    row["notes"] = json.loads(row["notes"]) if row["notes"] else []
-    return row
+def _ping_record(row: Sequence[Any]) -> PingRecord:
+    """A row of Store.pings' SELECT, its columns in that order."""
+    (n, created, kind, exit_status, rid, duration, scheme, method, remote_addr, ua, body,
+     body_size, metrics, notes) = row  # fmt: skip
+    return PingRecord(
+        n=n, created=created, kind=kind, exit_status=exit_status, rid=rid, duration=duration,
+        scheme=scheme, method=method, remote_addr=remote_addr, ua=ua, body=body,
+        body_size=body_size, metrics=json.loads(metrics) if metrics else {},
+        notes=json.loads(notes) if notes else [],
+    )  # fmt: skip
 
 
 def _ensure_ping_key(conn: sqlite3.Connection) -> None:

@@ -25,6 +25,7 @@ from heartbeatd.core.rules import CheckRules
 from heartbeatd.core.rules import body as body_rules
 from heartbeatd.core.schedule import validate_cron, validate_tz
 from heartbeatd.notify import iso
+from heartbeatd.store import PingRecord
 
 MIN_SECONDS, MAX_SECONDS = 1, 31_536_000
 DEFAULT_TIMEOUT, DEFAULT_GRACE = 86400, 3600
@@ -364,7 +365,7 @@ def body_rule_fields(check_rules: CheckRules) -> dict[str, Any]:
     return result
 
 
-def ping_json(ping: Mapping[str, Any], check: Check, site: Site) -> dict[str, Any]:
+def ping_json(ping: PingRecord, check: Check, site: Site) -> dict[str, Any]:
     body_url = None
     if ping["body"]:
         base = f"{site.root}/api/v{site.version}/checks/{check.uuid}"

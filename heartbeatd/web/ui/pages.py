@@ -26,6 +26,7 @@ from heartbeatd.core.model import Check, Status, crontab_schedule, late_at, stat
 from heartbeatd.core.rules import CheckRules
 from heartbeatd.core.rules.assertions import Percentile, show_all
 from heartbeatd.core.schedule import in_words, upcoming, zone
+from heartbeatd.store import PingRecord
 from heartbeatd.web import badges
 from heartbeatd.web.keys import CLOCK, CONFIG, STORE, TEMPLATES
 from heartbeatd.web.ui.auth import User, reader, sees_secrets
@@ -256,7 +257,8 @@ async def check_page_response(
     app = request.app
     store = app[STORE]
     now = app[CLOCK].now()
-    pings = [ping_row(p, now) for p in await store.pings(check.id, 100)]
+    records = await store.pings(check.id, 100)
+    pings = [ping_row(p, now) for p in records]
     flips = [{**f, "at": moment(f["at"], now)} for f in await store.flips(check.id, 50)]
     notes = [
         {**n, "at": moment(n["at"], now), "sent_at": moment(n["sent_at"], now),
@@ -264,7 +266,7 @@ async def check_page_response(
         for n in await store.outbox(50, check.id)
     ]  # fmt: skip
     site = app[CONFIG].site_url
-    metric = main_metric(check.rules, pings)
+    metric = main_metric(check.rules, records)
     shown = sees_secrets(request, user)
     secret = await store.badge_secret() if shown else ""
     return render(
@@ -279,9 +281,9 @@ async def check_page_response(
         pings=pings,
         flips=flips,
         notes=notes,
-        chart=duration_chart(pings, check.rules),
+        chart=duration_chart(records, check.rules),
         metric=metric,
-        metric_chart=metric_chart(metric, pings, check.rules) if metric else None,
+        metric_chart=metric_chart(metric, records, check.rules) if metric else None,
         rules=check.rules.describe(),
         upcoming=expected_times(check, now),
         secrets=shown,
@@ -293,7 +295,7 @@ async def check_page_response(
     )
 
 
-def ping_row(ping: dict[str, Any], now: float) -> dict[str, Any]:
+def ping_row(ping: PingRecord, now: float) -> dict[str, Any]:
     body = (ping["body"] or b"").decode("utf-8", "replace")
     first_line = body.split("\n", 1)[0]
     short = first_line[:BODY_PREVIEW]
@@ -379,7 +381,7 @@ def constant_bounds(rules: CheckRules, metric: str) -> list[tuple[float, str]]:
     ]
 
 
-def duration_chart(pings: list[dict[str, Any]], rules: CheckRules) -> Markup | None:
+def duration_chart(pings: Sequence[PingRecord], rules: CheckRules) -> Markup | None:
     """Bars of the run durations in the ping log, oldest left; None with no timed runs."""
     runs = [
         (p["duration"], p["kind"] == "fail") for p in reversed(pings) if p["duration"] is not None
@@ -391,7 +393,7 @@ def duration_chart(pings: list[dict[str, Any]], rules: CheckRules) -> Markup | N
     return bar_chart(runs, format_elapsed, label, constant_bounds(rules, "duration"))
 
 
-def main_metric(rules: CheckRules, pings: list[dict[str, Any]]) -> str | None:
+def main_metric(rules: CheckRules, pings: Sequence[PingRecord]) -> str | None:
     """The metric the check is about: the first its assertions name, else the one its recent
     pings carry most. Never `duration`, which has its own chart."""
     for assertion in rules.assertions:
@@ -401,7 +403,7 @@ def main_metric(rules: CheckRules, pings: list[dict[str, Any]]) -> str | None:
     return carried.most_common(1)[0][0] if carried else None
 
 
-def metric_chart(metric: str, pings: list[dict[str, Any]], rules: CheckRules) -> Markup | None:
+def metric_chart(metric: str, pings: Sequence[PingRecord], rules: CheckRules) -> Markup | None:
     """Bars of one metric in the pings that carried it, oldest left; None if none did."""
     points = [
         (p["metrics"][metric], p["kind"] == "fail")
