@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from heartbeatd.core import limits, rules
 from heartbeatd.core.durations import parse_bounded_duration, parse_duration
@@ -25,6 +25,8 @@ from heartbeatd.core.redact import kind_of, shown_url
 from heartbeatd.core.schedule import validate_cron, validate_tz
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Parsed = TypeVar("Parsed")
+Default = TypeVar("Default")
 
 DEFAULT_LISTEN = "127.0.0.1:8000"
 DEFAULT_DB = "heartbeatd.db"
@@ -530,7 +532,7 @@ class _KeyError(Exception):
 def _check(table: dict[str, Any], known_notifiers: set[str]) -> CheckDefinition:
     """One [[check]] table as a CheckDefinition; _KeyError names the offending key."""
 
-    def get(key: str, parse: Callable[[Any], Any], default: Any = None) -> Any:
+    def get(key: str, parse: Callable[[Any], Parsed], default: Default) -> Parsed | Default:
         if key not in table:
             return default
         try:
@@ -541,15 +543,15 @@ def _check(table: dict[str, Any], known_notifiers: set[str]) -> CheckDefinition:
     for key in table:
         if key not in CHECK_KEYS:
             raise _KeyError(key, f"unknown key; a check takes {', '.join(CHECK_KEYS)}")
-    name = get("name", _bounded_text(limits.MAX_NAME))
+    name = get("name", _bounded_text(limits.MAX_NAME), None)
     if not name:
         raise _KeyError("name", "required: what the job is called")
     slug = get("slug", _slug, slugify(name))
-    period = get("period", parse_bounded_duration)
-    cron = get("cron", _cron)
+    period = get("period", parse_bounded_duration, None)
+    cron = get("cron", _cron, None)
     if (period is None) == (cron is None):
         raise _KeyError("period", "give either period (e.g. '1h') or cron (e.g. '0 3 * * *')")
-    notifiers = get("notifiers", _tag_list)
+    notifiers = get("notifiers", _tag_list, None)
     for notifier in notifiers or ():
         if notifier not in known_notifiers:
             raise _KeyError("notifiers", f"no [[notifier]] named {notifier!r}")
@@ -564,7 +566,7 @@ def _check(table: dict[str, Any], known_notifiers: set[str]) -> CheckDefinition:
         desc=get("desc", _bounded_text(limits.MAX_DESC), ""),
         notifiers=notifiers,
         misses=get("misses", _bounded_int(1, 1000), 1),
-        max_runtime=get("max_runtime", parse_bounded_duration),
+        max_runtime=get("max_runtime", parse_bounded_duration, None),
         manual_resume=get("manual_resume", _bool, False),
         methods=get("methods", _methods, ""),
         rules=_rules(table),
