@@ -125,8 +125,10 @@ async def test_a_catastrophic_pattern_and_hostile_body_are_answered_at_once(
     took, beside = await attack(process, quiet, path, [HOSTILE] * 5)
     print(f"\n5 pings of {len(HOSTILE)} hostile bytes answered in {took * 1000:.1f} ms; "
           f"{len(beside)} pings beside them, slowest {max(beside) * 1000:.1f} ms")  # fmt: skip
-    assert took < 1.0
-    assert max(beside) < 0.1
+    # Backtracking, one such search of 41 bytes takes hours (1.6 s at 25 bytes, doubling with
+    # each byte): seconds are room enough for a loaded machine and still catch it.
+    assert took < 5.0
+    assert max(beside) < 1.0
     await post_pings(process, path, [b"a" * 40])  # the rule still works: this one matches
     assert victims_pings(process) == ["ign"] * 5 + ["fail"]
 
