@@ -1,0 +1,112 @@
+"""`[[check]]` tables: each becomes a CheckDefinition, its mistakes located by key (and by
+`assert.bytes` in its `[check.assert]` table)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from heartbeatd.core import limits, rules
+from heartbeatd.core.config.document import ConfigError, KeyProblem, Lines, tables
+from heartbeatd.core.config.notifiers import NotifierSpec
+from heartbeatd.core.config.values import (
+    bounded_int,
+    bounded_text,
+    cron_value,
+    methods_value,
+    name_list,
+    slug_value,
+    strict_bool,
+    tags_value,
+    tz_value,
+)  # fmt: skip
+from heartbeatd.core.durations import parse_bounded_duration
+from heartbeatd.core.model import CheckDefinition, slugify
+
+Parsed = TypeVar("Parsed")
+
+
+Default = TypeVar("Default")
+
+
+CHECK_KEYS = tuple(f.name for f in fields(CheckDefinition) if f.name != "rules") + rules.KEYS
+
+
+def read_checks(
+    value: object, path: Path, lines: Lines, notifiers: tuple[NotifierSpec, ...]
+) -> list[CheckDefinition]:
+    known_notifiers = {spec.name for spec in notifiers} | ({"log"} if not notifiers else set())
+    checks: list[CheckDefinition] = []
+    for index, table in enumerate(tables(value, path, lines, "check")):
+        at = lines.table("check", index)
+        try:
+            check = _check(table, known_notifiers)
+        except KeyProblem as e:
+            line = _check_key_line(lines, index, e.key)
+            raise ConfigError(str(path), line, e.key, e.message) from None
+        if any(other.slug == check.slug for other in checks):
+            line = at.get("slug", at.get(""))
+            raise ConfigError(str(path), line, "slug", f"another check has slug {check.slug!r}")
+        checks.append(check)
+    return checks
+
+
+def _check(table: dict[str, Any], known_notifiers: set[str]) -> CheckDefinition:
+    """One [[check]] table as a CheckDefinition; KeyProblem names the offending key."""
+
+    def get(key: str, parse: Callable[[Any], Parsed], default: Default) -> Parsed | Default:
+        if key not in table:
+            return default
+        try:
+            return parse(table[key])
+        except ValueError as e:
+            raise KeyProblem(key, str(e)) from None
+
+    for key in table:
+        if key not in CHECK_KEYS:
+            raise KeyProblem(key, f"unknown key; a check takes {', '.join(CHECK_KEYS)}")
+    name = get("name", bounded_text(limits.MAX_NAME), None)
+    if not name:
+        raise KeyProblem("name", "required: what the job is called")
+    slug = get("slug", slug_value, slugify(name))
+    period = get("period", parse_bounded_duration, None)
+    cron = get("cron", cron_value, None)
+    if (period is None) == (cron is None):
+        raise KeyProblem("period", "give either period (e.g. '1h') or cron (e.g. '0 3 * * *')")
+    notifiers = get("notifiers", name_list, None)
+    for notifier in notifiers or ():
+        if notifier not in known_notifiers:
+            raise KeyProblem("notifiers", f"no [[notifier]] named {notifier!r}")
+    return CheckDefinition(
+        name=name,
+        slug=slug,
+        period=period,
+        cron=cron,
+        tz=get("tz", tz_value, "UTC"),
+        grace=get("grace", parse_bounded_duration, 3600.0),
+        tags=get("tags", tags_value, ()),
+        desc=get("desc", bounded_text(limits.MAX_DESC), ""),
+        notifiers=notifiers,
+        misses=get("misses", bounded_int(1, 1000), 1),
+        max_runtime=get("max_runtime", parse_bounded_duration, None),
+        manual_resume=get("manual_resume", strict_bool, False),
+        methods=get("methods", methods_value, ""),
+        rules=_rules(table),
+    )
+
+
+def _rules(table: dict[str, Any]) -> rules.CheckRules:
+    try:
+        return rules.from_config(table)
+    except rules.RuleError as e:
+        raise KeyProblem(e.key, str(e)) from None
+
+
+def _check_key_line(lines: Lines, index: int, key: str) -> int | None:
+    """The line of a [[check]] key, or of `assert.bytes` in its [check.assert] table."""
+    at = lines.table("check", index)
+    table, _, sub = key.partition(".")
+    inner = lines.table(f"check.{table}", index) if sub else {}
+    return inner.get(sub) or at.get(table) or inner.get("") or at.get("")
