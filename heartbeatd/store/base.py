@@ -36,7 +36,7 @@ CHECK_COLUMNS = (
     "last_start_rid, last_duration, n_pings, alert_after, rules"
 )
 SELECT_CHECK = f"SELECT {CHECK_COLUMNS} FROM checks"
-RULES_AT = [c.strip() for c in CHECK_COLUMNS.split(",")].index("rules")
+CHECK_FIELDS = tuple(c.strip() for c in CHECK_COLUMNS.split(","))  # _check decodes by these
 SAVE_STATE = (
     "UPDATE checks SET status = ?, last_ping = ?, last_start = ?, last_start_rid = ?, "
     "last_duration = ?, n_pings = ?, alert_after = ? WHERE id = ?"
@@ -65,11 +65,17 @@ DUE_SQL = (
     "d.check_id = c.id AND d.new_status = 'down' AND d.at <= f.at) END, o.flip_id, "
     "o.created, (SELECT max(l.id) FROM flips l WHERE l.check_id = c.id) = f.id, "
     "p.metrics, p.duration, "
-    f"{', '.join('c.' + c.strip() for c in CHECK_COLUMNS.split(','))} "
+    f"{', '.join('c.' + c for c in CHECK_FIELDS)} "
     "FROM outbox o JOIN flips f ON f.id = o.flip_id JOIN checks c ON c.id = f.check_id "
     "LEFT JOIN pings p ON p.check_id = c.id AND p.n = c.n_pings "  # the newest ping
     "WHERE o.state = 'pending' AND o.next_attempt <= ? AND o.notifier = ?"
 )
+# DUE_SQL's columns before the check's, named in their order for _outbox_item.
+DUE_FIELDS = (
+    "id", "notifier", "event", "attempts", "at", "old_status", "new_status", "reason", "detail",
+    "body", "exit_status", "down_since", "flip_id", "created", "flip_is_latest", "metrics",
+    "duration",
+)  # fmt: skip
 DUE_ORDER = "ORDER BY o.next_attempt LIMIT ?"
 FULL_SWEEP = 60.0  # seconds between sweeps of every pending row for gone notifiers
 PROBE_EVERY = 1.0  # seconds: how stale status/ may trust the last commit to be (healthy)
@@ -198,12 +204,16 @@ class OutboxItem:
 
 
 def _check(row: Sequence[Any]) -> Check:
-    values = list(row)
-    values[12] = bool(values[12])
-    values[14] = tuple(json.loads(values[14])) if values[14] is not None else None
-    values[15] = bool(values[15])
-    values[RULES_AT] = rules.from_json(values[RULES_AT])
-    return Check(*values)
+    """A row of SELECT_CHECK, its columns named by CHECK_FIELDS (zipped, never indexed, so a
+    column added or moved in CHECK_COLUMNS cannot shift another into the wrong field)."""
+    values = dict(zip(CHECK_FIELDS, row, strict=True))
+    values["desc"] = values.pop("description")
+    values["manual_resume"] = bool(values["manual_resume"])
+    notifiers = values["notifiers"]
+    values["notifiers"] = tuple(json.loads(notifiers)) if notifiers is not None else None
+    values["managed"] = bool(values["managed"])
+    values["rules"] = rules.from_json(values["rules"])
+    return Check(**values)
 
 
 def _definition_values(d: CheckDefinition) -> tuple[Any, ...]:

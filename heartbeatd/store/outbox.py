@@ -10,6 +10,7 @@ from typing import Any
 
 from heartbeatd.core.model import Flip
 from heartbeatd.store.base import (
+    DUE_FIELDS,
     DUE_ORDER,
     DUE_SQL,
     FULL_SWEEP,
@@ -150,10 +151,15 @@ class Outbox(StoreBase):
 
 
 def _outbox_item(row: Sequence[Any]) -> OutboxItem:
-    metrics = json.loads(row[15]) if row[15] else {}
-    if row[16] is not None:
-        metrics.setdefault("duration", row[16])
+    """A row of DUE_SQL: DUE_FIELDS, then the check's CHECK_FIELDS (both zipped by name)."""
+    due = dict(zip(DUE_FIELDS, row[: len(DUE_FIELDS)], strict=True))
+    metrics = json.loads(due["metrics"]) if due["metrics"] else {}
+    if due["duration"] is not None:
+        metrics.setdefault("duration", due["duration"])
+    flip = Flip(due["at"], due["old_status"], due["new_status"], due["reason"], due["detail"])
     return OutboxItem(
-        row[0], row[1], row[2], row[3], Flip(*row[4:9]), _check(row[17:]), bytes(row[9] or b""),
-        row[10], row[11], row[12], row[13], bool(row[14]), metrics,
+        id=due["id"], notifier=due["notifier"], event=due["event"], attempts=due["attempts"],
+        flip=flip, check=_check(row[len(DUE_FIELDS) :]), last_body=bytes(due["body"] or b""),
+        exit_status=due["exit_status"], down_since=due["down_since"], flip_id=due["flip_id"],
+        created=due["created"], flip_is_latest=bool(due["flip_is_latest"]), last_metrics=metrics,
     )  # fmt: skip

@@ -249,9 +249,7 @@ class Pings(StoreBase):
     async def pings(self, check_id: int, limit: int = 100) -> list[PingRecord]:
         """Newest first, as the pings API lists them."""
         sql = (
-            "SELECT n, created, kind, exit_status, rid, duration, scheme, method, remote_addr, "
-            "ua, body, body_size, metrics, notes FROM pings WHERE check_id = ? "
-            "ORDER BY n DESC LIMIT ?"
+            f"SELECT {', '.join(PING_FIELDS)} FROM pings WHERE check_id = ? ORDER BY n DESC LIMIT ?"
         )
         async with self._reader.execute(sql, (check_id, limit)) as cur:
             return [_ping_record(row) async for row in cur]
@@ -347,13 +345,16 @@ def _history(conn: sqlite3.Connection, check_id: int, metric: str) -> list[float
     return [float(value) for (value,) in rows]
 
 
+PING_FIELDS = tuple(PingRecord.__annotations__)  # Store.pings' columns, named as its keys
+
+
 def _ping_record(row: Sequence[Any]) -> PingRecord:
-    """A row of Store.pings' SELECT, its columns in that order."""
-    (n, created, kind, exit_status, rid, duration, scheme, method, remote_addr, ua, body,
-     body_size, metrics, notes) = row  # fmt: skip
+    """A row of Store.pings' SELECT, its columns named by PING_FIELDS (zipped, not indexed)."""
+    v = dict(zip(PING_FIELDS, row, strict=True))
     return PingRecord(
-        n=n, created=created, kind=kind, exit_status=exit_status, rid=rid, duration=duration,
-        scheme=scheme, method=method, remote_addr=remote_addr, ua=ua, body=body,
-        body_size=body_size, metrics=json.loads(metrics) if metrics else {},
-        notes=json.loads(notes) if notes else [],
+        n=v["n"], created=v["created"], kind=v["kind"], exit_status=v["exit_status"],
+        rid=v["rid"], duration=v["duration"], scheme=v["scheme"], method=v["method"],
+        remote_addr=v["remote_addr"], ua=v["ua"], body=v["body"], body_size=v["body_size"],
+        metrics=json.loads(v["metrics"]) if v["metrics"] else {},
+        notes=json.loads(v["notes"]) if v["notes"] else [],
     )  # fmt: skip
