@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from heartbeatd import store as store_module
+from heartbeatd.store import meta as store_meta
 from heartbeatd.store import writer as writer_module
 from tests.conftest import Daemon
 
@@ -201,11 +201,11 @@ async def test_status_answers_503_with_why_while_writes_fail_and_200_once_they_w
 async def test_status_of_an_idle_daemon_tries_a_write_to_see_a_read_only_database(
     daemon: Daemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "PROBE_EVERY", 3600.0)
+    monkeypatch.setattr(store_meta, "PROBE_EVERY", 3600.0)
     assert await status_of(daemon) == (200, "OK")
     daemon.store._writer._conn.execute("PRAGMA query_only = ON")
     assert await status_of(daemon) == (200, "OK")  # trusts the commit it saw within PROBE_EVERY
-    monkeypatch.setattr(store_module, "PROBE_EVERY", 0.0)  # as if a quiet second had passed
+    monkeypatch.setattr(store_meta, "PROBE_EVERY", 0.0)  # as if a quiet second had passed
     assert await status_of(daemon) == READ_ONLY
 
 
@@ -215,7 +215,7 @@ async def test_status_cannot_make_the_daemon_write_while_writes_work(daemon: Dae
     before, started = conn.total_changes, loop.time()
     assert [await status_of(daemon) for _ in range(200)] == [(200, "OK")] * 200
     seconds = loop.time() - started
-    assert conn.total_changes - before <= 1 + seconds / store_module.PROBE_EVERY
+    assert conn.total_changes - before <= 1 + seconds / store_meta.PROBE_EVERY
 
 
 async def test_status_answers_503_on_a_full_disk_and_200_once_there_is_room(

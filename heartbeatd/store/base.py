@@ -78,7 +78,6 @@ DUE_FIELDS = (
 )  # fmt: skip
 DUE_ORDER = "ORDER BY o.next_attempt LIMIT ?"
 FULL_SWEEP = 60.0  # seconds between sweeps of every pending row for gone notifiers
-PROBE_EVERY = 1.0  # seconds: how stale status/ may trust the last commit to be (healthy)
 CACHE_LIMIT = 50_000  # checks kept in memory for pings; ~25 MB at the limit
 # Columns the management API's `unique` upsert may match on (name, slug, tags, timeout, grace).
 UPSERT_COLUMNS = frozenset({"name", "slug", "tags", "period", "grace"})

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 from heartbeatd.core.errors import Unavailable
 from heartbeatd.store.base import (
-    PROBE_EVERY,
     PRUNABLE,
     StoreBase,
     _set_meta,
 )
+
+PROBE_EVERY = 1.0  # seconds: how stale status/ may trust the last commit to be (healthy)
 
 
 class Meta(StoreBase):
