@@ -32,6 +32,11 @@ class NotFound(HeartbeatdError):
     text = "not found"
 
 
+class Forbidden(HeartbeatdError):
+    status = 403
+    text = "forbidden"
+
+
 class Conflict(HeartbeatdError):
     status = 409
     text = "conflict"

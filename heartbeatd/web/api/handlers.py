@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from heartbeatd.core import model
-from heartbeatd.core.errors import BadRequest, Conflict, HeartbeatdError, NotFound
+from heartbeatd.core.errors import BadRequest, Conflict, Forbidden, HeartbeatdError, NotFound
 from heartbeatd.core.model import UNIQUE_KEY_LENGTH, Check, CheckDefinition
 from heartbeatd.notify import iso
 from heartbeatd.store import ApiKey
@@ -48,11 +48,6 @@ MAX_PING_NUMBER_DIGITS = 18  # past this, SQLite's integers overflow
 class Unauthorized(HeartbeatdError):
     status = 401
     text = "missing api key"
-
-
-class Forbidden(HeartbeatdError):
-    status = 403
-    text = "forbidden"
 
 
 class TooLarge(HeartbeatdError):

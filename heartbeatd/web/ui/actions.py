@@ -20,7 +20,7 @@ from multidict import MultiMapping
 
 from heartbeatd.core import limits, model
 from heartbeatd.core.durations import format_duration, parse_bounded_duration
-from heartbeatd.core.errors import BadRequest, plain_errors
+from heartbeatd.core.errors import BadRequest, Forbidden, plain_errors
 from heartbeatd.core.model import Check, CheckDefinition
 from heartbeatd.core.schedule import validate_cron, validate_tz
 from heartbeatd.notify import Event, Notifier, NotifyError, build_notifiers
@@ -29,7 +29,7 @@ from heartbeatd.web.keys import CHECKS, CLOCK, CONFIG, STORE
 from heartbeatd.web.login_limit import LOGIN_THROTTLE
 from heartbeatd.web.ratelimit import MISS_LIMITER, source_of
 from heartbeatd.web.ui import auth
-from heartbeatd.web.ui.auth import PASSWORDS, Forbidden, User, check_csrf, require_admin
+from heartbeatd.web.ui.auth import PASSWORDS, User, check_csrf, require_admin
 from heartbeatd.web.ui.pages import UUID_PATH, check_page_response, render
 
 routes = web.RouteTableDef()

@@ -32,7 +32,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from heartbeatd.core import limits
-from heartbeatd.core.errors import HeartbeatdError, TooManyRequests
+from heartbeatd.core.errors import Forbidden, TooManyRequests
 from heartbeatd.web.exposure import anyone_may_read, is_local
 from heartbeatd.web.keys import CLOCK, CONFIG, STORE
 
@@ -47,11 +47,6 @@ FORM_EXPIRED = "the form has expired or did not come from this site; reload and 
 DEFAULT_USER = "admin"
 ADMIN, VIEWER = "admin", "viewer"
 T = TypeVar("T")
-
-
-class Forbidden(HeartbeatdError):
-    status = 403
-    text = "forbidden"
 
 
 @dataclass(frozen=True, slots=True)
