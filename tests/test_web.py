@@ -15,6 +15,7 @@ from heartbeatd.cli import cli
 from heartbeatd.core import rules
 from heartbeatd.core.config import ConfigError, load_config
 from heartbeatd.core.schedule import Schedule, in_words
+from heartbeatd.web.badges import badge_urls, signature
 from heartbeatd.web.exposure import local_only
 from heartbeatd.web.ui.auth import hash_password, verify_password
 from tests.conftest import Daemon, cheap_hash, eventually
@@ -523,6 +524,20 @@ async def test_badges_report_checks_and_tags_in_every_format(daemon: Daemon) -> 
     svg = await daemon.client.get(per_check.replace("/b/2/", "/b/3/"))
     assert svg.content_type == "image/svg+xml" and ">late</text>" in await svg.text()
     assert late.uuid not in per_check  # a badge never reveals the ping URL
+
+
+async def test_a_signature_that_ends_in_dash_2_still_serves_both_forms(daemon: Daemon) -> None:
+    """base64url signatures end in "-2" once in 4096 tags: the three-state URL must not be
+    taken for the two-state one (a CI run met such a tag)."""
+    secret = await daemon.store.badge_secret()
+    tag = next(f"t{n}" for n in range(100_000) if signature(secret, f"t{n}").endswith("-2"))
+    late = await daemon.add("db", period=60.0, grace=600.0, tags=(tag,))
+    await daemon.client.get(f"/ping/{late.uuid}")
+    await daemon.advance(70)
+    urls = badge_urls(secret, tag, with_late=True)
+    assert (await (await daemon.client.get(urls["json"])).json())["status"] == "late"
+    urls = badge_urls(secret, tag)
+    assert (await (await daemon.client.get(urls["json"])).json())["status"] == "up"
 
 
 async def test_badges_escape_names_and_reject_wrong_keys(daemon: Daemon) -> None:

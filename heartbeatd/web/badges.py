@@ -32,6 +32,7 @@ FORMATS = ("svg", "json", "shields")
 COLOURS = {"up": "#2f8132", "late": "#b45309", "down": "#c62828"}
 SHIELDS_COLOURS = {"up": "success", "late": "important", "down": "critical"}
 CHAR_WIDTH = 7.0  # px per character of 11px Verdana, near enough for a badge
+SIGNATURE_LENGTH = 8
 
 
 def _mac(secret: str, purpose: str, subject: str, length: int) -> str:
@@ -48,7 +49,7 @@ def instance_key(secret: str) -> str:
 def signature(secret: str, tag: str | None) -> str:
     """Signs one tag's badge (None: every check's). 8 characters, as Healthchecks': 48 bits
     that no one can find by asking, one guess a request."""
-    return _mac(secret, "badge-tag", tag or "", 8)  # tags are never empty: "" is all checks
+    return _mac(secret, "badge-tag", tag or "", SIGNATURE_LENGTH)  # "" is all checks
 
 
 def check_key(secret: str, check: Check) -> str:
@@ -124,10 +125,11 @@ async def group_badge(request: web.Request) -> web.Response:
         tag = None
     else:
         tag, fmt = _split(tagged)
-    with_late = not sig.endswith("-2")
+    # By length, not by suffix: a signature is base64url and may itself end in "-2".
+    with_late = len(sig) == SIGNATURE_LENGTH
     if not (
         _same(request.match_info["key"], instance_key(secret))
-        and _same(sig.removesuffix("-2"), signature(secret, tag))
+        and _same(sig if with_late else sig.removesuffix("-2"), signature(secret, tag))
     ):
         raise NotFound()
     checks = await store.list_checks()
