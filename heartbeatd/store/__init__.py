@@ -4,7 +4,8 @@ The store layer: it imports core and its own modules (writer, migrations, apikey
 backup), never notify, watch, web, daemon or cli.
 
 Writes go through the group-commit Writer (writer.py) as functions run in its batches, where the
-rules of model.py are applied to the row just read, so a ping, the flip it causes and that flip's
+decisions of core (outcome.py for a ping, model.py for a deadline) are applied to the row just
+read, so a ping, the flip it causes and that flip's
 outbox rows are one transaction. Reads that need no write lock use an aiosqlite connection.
 
 One module per table family (checks, pings, outbox, accounts, meta), each a mixin over
@@ -13,6 +14,7 @@ only composes them into Store and re-exports the names callers import from heart
 """
 
 from heartbeatd.core.model import CheckDefinition
+from heartbeatd.core.outcome import PingIn
 from heartbeatd.store import apikeys, writer
 from heartbeatd.store.accounts import Accounts
 from heartbeatd.store.base import (
@@ -22,7 +24,6 @@ from heartbeatd.store.base import (
     ByUuid,
     FlipRecord,
     OutboxItem,
-    PingIn,
     PingRecord,
     PingResult,
 )

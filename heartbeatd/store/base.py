@@ -26,7 +26,6 @@ import aiosqlite
 from heartbeatd.core import model, rules
 from heartbeatd.core.errors import Conflict, NotFound, Unavailable
 from heartbeatd.core.model import Check, CheckDefinition, Flip
-from heartbeatd.core.rules.body import BodyRules
 from heartbeatd.store.migrations import migrate
 from heartbeatd.store.writer import Writer, connect
 
@@ -119,23 +118,6 @@ class BySlug:
     create: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class PingIn:
-    action: str  # success, start, fail, log
-    exit_status: int | None
-    rid: str | None
-    method: str
-    scheme: str
-    remote_addr: str
-    ua: str
-    body: bytes
-    body_size: int
-    duration: float | None = None  # the run's length as the client measured it (ingress.py)
-    metrics: tuple[tuple[str, float], ...] = ()  # (name, value) from the query (ping_metrics.py)
-    notes: tuple[str, ...] = ()  # what was ignored in reading them
-    json_body: bool = False  # Content-Type: application/json: json_metrics may be read from it
-
-
 class PingRecord(TypedDict):
     """A stored ping as Store.pings reads it, its metrics and notes decoded from their JSON.
     A dict, not a dataclass: the page, the API and the CLI each show it with fields of their
@@ -166,14 +148,6 @@ class FlipRecord(TypedDict):
     new_status: str
     reason: str
     detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class BodyDecision:
-    """What a check's body rules made of a ping's body, and the rules that decided it."""
-
-    rules: BodyRules
-    decided: tuple[str, str]  # BodyRules.decide's (action, why)
 
 
 @dataclass(frozen=True, slots=True)

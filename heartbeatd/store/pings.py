@@ -10,22 +10,20 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from heartbeatd.core import model, rules
+from heartbeatd.core import model
 from heartbeatd.core.errors import NotFound
 from heartbeatd.core.model import Check, CheckDefinition
+from heartbeatd.core.outcome import BodyDecision, PingIn, outcome, pending_search
 from heartbeatd.core.rules import assertions
-from heartbeatd.core.rules import metrics as ping_metrics
 from heartbeatd.core.rules.body import BodyRules
 from heartbeatd.store.base import (
     AUTO_GRACE,
     AUTO_PERIOD,
     INSERT_PING,
     SELECT_CHECK,
-    BodyDecision,
     BySlug,
     ByUuid,
     FlipRecord,
-    PingIn,
     PingRecord,
     PingResult,
     StoreBase,
@@ -65,87 +63,53 @@ class Pings(StoreBase):
         now: float,
         decision: BodyDecision | None,
     ) -> PingResult | BodyRules:
-        """The ping written, or, before anything is written, the body rules record_ping must
-        decide first: those of the check, when they search and `decision` is not theirs."""
-        created = False
-        if isinstance(target, ByUuid):
-            check = self._check_by_uuid(conn, target.uuid)
-        else:
-            found = self._find_by_slug(conn, target)
-            if found is None:
-                if not target.create:
-                    raise NotFound()
-                definition = CheckDefinition(
-                    name=target.slug, slug=target.slug, period=AUTO_PERIOD, grace=AUTO_GRACE
-                )
-                found = self._insert_check(conn, definition, now, managed=False)
-                created = True
-            check = self._cache[found.uuid] = found
-        kind = model.effective_action(check, ping.action, ping.method)
-        detail = f"exit status {ping.exit_status}" if ping.exit_status else ""
-        reason, metrics, notes = "", dict(ping.metrics), ping.notes
-        if check.rules and kind != "ign":
-            body = check.rules.body
-            decided = decision.decided if decision is not None and decision.rules == body else None
-            if decided is None and body is not None:
-                if body.searches:
-                    return body
-                decided = body.decide(ping.body)
-            verdict, metrics, notes = self._judge(conn, check, kind, ping, now, decided)
-            kind, reason, detail = verdict.action, verdict.reason, verdict.detail or detail
-        flip = model.apply_ping(check, kind, ping.rid, now, detail, reason)
-        if kind in ("success", "fail") and check.last_duration is None:
-            check.last_duration = ping.duration  # no start ping paired it; the client's own timing
-        closed_run = kind in ("success", "fail") and check.last_duration is not None
+        """The ping written with its outcome (core/outcome.py decides it), or, before
+        anything is written, the body rules record_ping must have search the body first."""
+        check, created = self._pinged_check(conn, target, now)
+        search = pending_search(check, ping, decision)
+        if search is not None:
+            return search
+        history = functools.partial(_history, conn, check.id)
+        result = outcome(check, ping, now, decision, history)
         conn.execute(
             INSERT_PING,
             (
-                check.id, check.n_pings, now, kind, ping.exit_status, ping.rid,
-                check.last_duration if closed_run else None, ping.scheme, ping.method,
-                ping.remote_addr, ping.ua, ping.body or None, ping.body_size,
-                json.dumps(metrics) if metrics else None, json.dumps(notes) if notes else None,
+                check.id, check.n_pings, now, result.kind, ping.exit_status, ping.rid,
+                result.duration, ping.scheme, ping.method, ping.remote_addr, ping.ua,
+                ping.body or None, ping.body_size,
+                json.dumps(result.metrics) if result.metrics else None,
+                json.dumps(result.notes) if result.notes else None,
             ),
         )  # fmt: skip
-        if metrics:
-            _keep_last_metrics(conn, check.id, metrics)
+        if result.metrics:
+            _keep_last_metrics(conn, check.id, result.metrics)
         self._save_state(conn, check)
         if check.n_pings > self.retention:
             conn.execute(
                 "DELETE FROM pings WHERE check_id = ? AND n <= ?",
                 (check.id, check.n_pings - self.retention),
             )
-        notify = flip is not None and self._write_flip(conn, check, flip, now)
+        notify = result.flip is not None and self._write_flip(conn, check, result.flip, now)
         return PingResult(check.id, check.alert_after, created, notify, model.late_at(check))
 
-    def _judge(
-        self,
-        conn: sqlite3.Connection,
-        check: Check,
-        kind: str,
-        ping: PingIn,
-        now: float,
-        decided: tuple[str, str] | None,
-    ) -> tuple[rules.Verdict, dict[str, float], tuple[str, ...]]:
-        """The check's rules applied to a ping: the verdict, and the metrics and notes to store.
-
-        The run's duration (from its start ping, else the client's timing) is the metric
-        `duration` unless the ping reported one itself; it is stored in the duration column.
-        """
-        metrics, notes = dict(ping.metrics), ping.notes
-        if check.rules.json_metrics and ping.json_body:
-            found, more = ping_metrics.from_json(ping.body, check.rules.json_metrics)
-            metrics = {**found, **metrics}
-            notes += tuple(more)
-        measured = dict(metrics)
-        duration = model.run_duration(check, ping.rid, now)
-        if duration is None:
-            duration = ping.duration
-        if duration is not None:
-            measured.setdefault("duration", duration)
-        verdict = rules.judge(
-            check.rules, kind, decided, measured, lambda name: _history(conn, check.id, name)
-        )
-        return verdict, metrics, notes + ((verdict.note,) if verdict.note else ())
+    def _pinged_check(
+        self, conn: sqlite3.Connection, target: ByUuid | BySlug, now: float
+    ) -> tuple[Check, bool]:
+        """The check a ping is for, and whether it was created for it (a slug ping with
+        create=1 to a slug no check has yet)."""
+        if isinstance(target, ByUuid):
+            return self._check_by_uuid(conn, target.uuid), False
+        found = self._find_by_slug(conn, target)
+        created = found is None
+        if found is None:
+            if not target.create:
+                raise NotFound()
+            definition = CheckDefinition(
+                name=target.slug, slug=target.slug, period=AUTO_PERIOD, grace=AUTO_GRACE
+            )
+            found = self._insert_check(conn, definition, now, managed=False)
+        self._cache[found.uuid] = found
+        return found, created
 
     async def knows(self, target: ByUuid | BySlug) -> bool:
         """Whether a ping to `target` can be recorded: asked before a ping's body is read, so

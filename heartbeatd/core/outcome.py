@@ -1,0 +1,132 @@
+"""What a ping means, decided in one place: one pure function of (check, ping, now).
+
+The store reads the check, calls `outcome` and persists what it returns, in one transaction;
+it decides nothing itself. The only inputs beyond the three are what cannot be had without
+I/O: the body rules' decision when they search (made beside the event loop, see
+`pending_search`) and the check's metric history for relative assertions (`p95 * 3`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from heartbeatd.core import model, rules
+from heartbeatd.core.model import Check, Flip
+from heartbeatd.core.rules import metrics as ping_metrics
+from heartbeatd.core.rules.assertions import History
+from heartbeatd.core.rules.body import BodyRules
+
+
+@dataclass(frozen=True, slots=True)
+class PingIn:
+    """A ping as it arrived, whichever client form it came in (web/ping.py, web/ingress.py)."""
+
+    action: str  # success, start, fail, log
+    exit_status: int | None
+    rid: str | None
+    method: str
+    scheme: str
+    remote_addr: str
+    ua: str
+    body: bytes
+    body_size: int
+    duration: float | None = None  # the run's length as the client measured it (ingress.py)
+    metrics: tuple[tuple[str, float], ...] = ()  # (name, value) from the query (ping_metrics.py)
+    notes: tuple[str, ...] = ()  # what was ignored in reading them
+    json_body: bool = False  # Content-Type: application/json: json_metrics may be read from it
+
+
+@dataclass(frozen=True, slots=True)
+class BodyDecision:
+    """What a check's body rules made of a ping's body, and the rules that decided it."""
+
+    rules: BodyRules
+    decided: tuple[str, str]  # BodyRules.decide's (action, why)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What to persist for a ping; the check's state has been updated in place."""
+
+    kind: str  # what the ping counts as: success, fail, start, log or ign
+    flip: Flip | None  # the state change it caused, if any
+    duration: float | None  # the length of the run it closed, if it closed one
+    metrics: dict[str, float]
+    notes: tuple[str, ...]
+
+
+def pending_search(check: Check, ping: PingIn, decision: BodyDecision | None) -> BodyRules | None:
+    """The check's body rules, when they must search this ping's body before it can be
+    judged and `decision` is not theirs: a search runs beside the loop, never in a write."""
+    body = check.rules.body
+    if body is None or not body.searches or _ignored(check, ping):
+        return None
+    return None if decision is not None and decision.rules == body else body
+
+
+def outcome(
+    check: Check,
+    ping: PingIn,
+    now: float,
+    decision: BodyDecision | None = None,
+    history: History = lambda name: [],
+) -> Outcome:
+    """Apply `ping` to `check` (updating its state, as model.apply_ping does) and say what
+    to store: its effective kind after the check's rules, the flip, the closed run's length."""
+    kind = model.effective_action(check, ping.action, ping.method)
+    detail = f"exit status {ping.exit_status}" if ping.exit_status else ""
+    reason, metrics, notes = "", dict(ping.metrics), ping.notes
+    if check.rules and kind != "ign":
+        verdict, metrics, notes = _judge(check, kind, ping, now, decision, history)
+        kind, reason, detail = verdict.action, verdict.reason, verdict.detail or detail
+    flip = model.apply_ping(check, kind, ping.rid, now, detail, reason)
+    finished = kind in ("success", "fail")
+    if finished and check.last_duration is None:
+        check.last_duration = ping.duration  # no start ping paired it; the client's own timing
+    duration = check.last_duration if finished else None
+    return Outcome(kind, flip, duration, metrics, notes)
+
+
+def _ignored(check: Check, ping: PingIn) -> bool:
+    return not check.rules or model.effective_action(check, ping.action, ping.method) == "ign"
+
+
+def _judge(
+    check: Check,
+    kind: str,
+    ping: PingIn,
+    now: float,
+    decision: BodyDecision | None,
+    history: History,
+) -> tuple[rules.Verdict, dict[str, float], tuple[str, ...]]:
+    """The check's rules applied to a ping: the verdict, and the metrics and notes to store.
+
+    The run's duration (from its start ping, else the client's timing) is the metric
+    `duration` unless the ping reported one itself; it is stored in the duration column.
+    """
+    metrics, notes = dict(ping.metrics), ping.notes
+    if check.rules.json_metrics and ping.json_body:
+        found, more = ping_metrics.from_json(ping.body, check.rules.json_metrics)
+        metrics = {**found, **metrics}
+        notes += tuple(more)
+    measured = dict(metrics)
+    duration = model.run_duration(check, ping.rid, now)
+    if duration is None:
+        duration = ping.duration
+    if duration is not None:
+        measured.setdefault("duration", duration)
+    verdict = rules.judge(
+        check.rules, kind, _body_verdict(check, ping, decision), measured, history
+    )
+    return verdict, metrics, notes + ((verdict.note,) if verdict.note else ())
+
+
+def _body_verdict(
+    check: Check, ping: PingIn, decision: BodyDecision | None
+) -> tuple[str, str] | None:
+    body = check.rules.body
+    if body is None:
+        return None
+    if decision is not None and decision.rules == body:
+        return decision.decided
+    return body.decide(ping.body)
