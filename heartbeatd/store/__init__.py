@@ -5,7 +5,8 @@ backup), never notify, watch, web, daemon or cli.
 
 Writes go through the group-commit Writer (writer.py) as functions run in its batches, where the
 decisions of core (outcome.py for a ping, model.py for a deadline) are applied to the row just
-read, so a ping, the flip it causes and that flip's outbox rows are one transaction. Reads that need no write lock use an aiosqlite connection.
+read, so a ping, the flip it causes and that flip's outbox rows are one transaction. Reads that
+need no write lock use an aiosqlite connection.
 
 One module per table family (checks, pings, outbox, accounts, meta), each a mixin over
 base.StoreBase, which holds the connections, the write path and the ping cache; this module

@@ -71,7 +71,10 @@ class Accounts(StoreBase):
             "SELECT name, role, created, password LIKE 'scrypt$%' FROM users ORDER BY name"
         ) as cur:
             rows = await cur.fetchall()
-        return [{"name": r[0], "role": r[1], "created": r[2], "password": bool(r[3])} for r in rows]
+        return [
+            {"name": name, "role": role, "created": created, "password": bool(usable)}
+            for name, role, created, usable in rows
+        ]
 
     async def role_of(self, name: str) -> str | None:
         """A user's role, or None for a name that is no user here."""
@@ -85,7 +88,10 @@ class Accounts(StoreBase):
             "SELECT id, password FROM users WHERE name = ?", (name,)
         ) as cur:
             row = await cur.fetchone()
-        return (row[0], row[1]) if row else None
+        if row is None:
+            return None
+        user_id, hashed = row
+        return user_id, hashed
 
     async def upgrade_password(self, user_id: int, old_hash: str, new_hash: str) -> None:
         """Replace a hash made at an older cost with one at the current cost, unless it has
@@ -124,7 +130,10 @@ class Accounts(StoreBase):
             (token_hash, now),
         ) as cur:
             row = await cur.fetchone()
-        return (row[0], row[1], row[2]) if row else None
+        if row is None:
+            return None
+        name, csrf, role = row
+        return name, csrf, role
 
     async def end_session(self, token_hash: str) -> None:
         await self._writer.run(  # no check changes: the ping cache stays valid
@@ -175,10 +184,11 @@ class Accounts(StoreBase):
             ).fetchone()
             if row is None:
                 raise NotFound(f"no live API key named {ref!r}")
-            conn.execute("UPDATE api_keys SET revoked = ? WHERE id = ?", (now, row[0]))
-            before = {"id": row[0], "name": row[1], "read_only": bool(row[2])}
-            _audit(conn, now, actor, "apikey.revoke", row[1], before, None)
-            return str(row[1])
+            key_id, name, read_only = row
+            conn.execute("UPDATE api_keys SET revoked = ? WHERE id = ?", (now, key_id))
+            before = {"id": key_id, "name": name, "read_only": bool(read_only)}
+            _audit(conn, now, actor, "apikey.revoke", name, before, None)
+            return str(name)
 
         return await self._writer.run(run)
 
@@ -195,15 +205,18 @@ class Accounts(StoreBase):
             (wanted,),
         ) as cur:
             row = await cur.fetchone()
-        if row is None or not hmac.compare_digest(row[2], wanted):
+        if row is None:
             return None
-        if row[4] is None or now - row[4] >= 60:
+        key_id, name, hashed, read_only, last_used = row
+        if not hmac.compare_digest(hashed, wanted):
+            return None
+        if last_used is None or now - last_used >= 60:
             await self._writer.run(
                 lambda conn: conn.execute(
-                    "UPDATE api_keys SET last_used = ? WHERE id = ?", (now, row[0])
+                    "UPDATE api_keys SET last_used = ? WHERE id = ?", (now, key_id)
                 )
             )
-        return ApiKey(row[0], row[1], bool(row[3]))
+        return ApiKey(key_id, name, bool(read_only))
 
     async def record_audit(
         self, now: float, actor: str, action: str, target: str,
@@ -225,10 +238,11 @@ class Accounts(StoreBase):
             if row is None:
                 _audit(conn, now, actor, "login.fail", source, None, {"failures": 1})
                 return
-            failures = json.loads(row[1] or "{}").get("failures", 1) + 1
+            audit_id, after = row
+            failures = json.loads(after or "{}").get("failures", 1) + 1
             conn.execute(
                 "UPDATE audit SET after = ? WHERE id = ?",
-                (json.dumps({"failures": failures}), row[0]),
+                (json.dumps({"failures": failures}), audit_id),
             )
 
         await self._writer.run(run)  # no check changes: the ping cache stays valid

@@ -46,6 +46,16 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
         response.headers.setdefault(name, value)
 
 
+async def load_checks(store: Store, config: Config, now: float) -> None:
+    """Bring the database's checks in line with the config file, saying what changed, and
+    warn of patterns saved before heartbeatd used RE2 that it cannot run (rules/regex.py)."""
+    for change in await store.reconcile(config.checks, now):
+        log.info("%s", change)
+    for check in await store.list_checks():
+        for key, why in check.rules.body.refused() if check.rules.body else ():
+            log.warning("check %s: %s is not run until replaced: %s", check.slug, key, why)
+
+
 def create_app(
     config: Config, clock: Clock | None = None, passwords: Passwords | None = None
 ) -> web.Application:
@@ -77,11 +87,7 @@ def create_app(
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         await store.open()
-        for change in await store.reconcile(config.checks, app[CLOCK].now()):
-            log.info("%s", change)
-        for check in await store.list_checks():  # saved before heartbeatd used RE2 (rules.py)
-            for key, why in check.rules.body.refused() if check.rules.body else ():
-                log.warning("check %s: %s is not run until replaced: %s", check.slug, key, why)
+        await load_checks(store, config, app[CLOCK].now())
         dispatcher.heartbeatd_down = await selfmon.start()
         await monitor.start()
         dispatcher.start()
