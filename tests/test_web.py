@@ -400,7 +400,7 @@ async def test_a_bad_form_is_shown_again_with_its_mistakes_and_values(start_daem
     html = await response.text()
     assert response.status == 400
     assert 'value="keep me"' in html and "Use lowercase letters" in html
-    assert "expected a duration like" in html
+    assert "Expected a duration like" in html
     assert await daemon.store.list_checks() == []
 
 

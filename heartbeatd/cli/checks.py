@@ -17,12 +17,12 @@ from heartbeatd.cli.common import (
     print_table,
     with_store,
 )
-from heartbeatd.core import limits, model
+from heartbeatd.core import fields, model
 from heartbeatd.core.clock import SystemClock
 from heartbeatd.core.durations import format_duration
 from heartbeatd.core.model import Check, CheckDefinition, crontab_schedule, slugify
 from heartbeatd.core.rules.assertions import show
-from heartbeatd.core.schedule import describe, upcoming, validate_cron, validate_tz
+from heartbeatd.core.schedule import describe, upcoming
 
 if TYPE_CHECKING:
     from heartbeatd.core.config import Config
@@ -34,7 +34,7 @@ T = TypeVar("T")
 def within_limits(
     check: Callable[[Any], T],
 ) -> Callable[[click.Context, click.Parameter, Any], T | None]:
-    """A click callback: the value if `check` (one of limits.py's) takes it; otherwise click's
+    """A click callback: the value if `check` (one of fields.py's) takes it; otherwise click's
     error naming the argument or option, with the bound."""
 
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> T | None:
@@ -55,19 +55,20 @@ def check() -> None:
 
 @check.command("add")
 @config_options
-@click.argument("name", callback=within_limits(lambda t: limits.bounded(t, limits.MAX_NAME)))
+@click.argument("name", callback=within_limits(fields.name))
 @click.option("--period", help="expected interval, e.g. 5m, 1h, 1d  [default: 1d]")
 @click.option("--cron", help='cron expression instead of a period, e.g. "0 3 * * *"')
 @click.option("--tz", default="UTC", show_default=True, help="time zone of --cron")
 @click.option("--grace", default="1h", show_default=True, help="how late a ping may be")
-@click.option("--slug", callback=within_limits(limits.slug),
+@click.option("--slug", callback=within_limits(fields.slug),
               help="slug for /ping/<ping-key>/<slug> URLs  [default: from NAME]")  # fmt: skip
-@click.option("--tag", "tags", multiple=True, callback=within_limits(limits.tags),
+@click.option("--tag", "tags", multiple=True, callback=within_limits(fields.tags),
               help="a tag (repeatable)")  # fmt: skip
 @click.option("--desc", default="", help="description",
-              callback=within_limits(lambda t: limits.bounded(t, limits.MAX_DESC)))  # fmt: skip
+              callback=within_limits(fields.desc))  # fmt: skip
 @click.option("--notifier", "notifiers", multiple=True, help="notifier name (repeatable)")
-@click.option("--misses", default=1, show_default=True, type=click.IntRange(1, 100),
+@click.option("--misses", default=1, show_default=True, type=int,
+              callback=within_limits(fields.misses),
               help="alert after this many missed periods in a row")  # fmt: skip
 @click.option("--max-runtime", help="longest a started run may take  [default: the grace]")
 @click.option("--json", "as_json", is_flag=True, help="print the check as JSON")
@@ -82,8 +83,8 @@ def check_add(
         raise click.UsageError("give --period or --cron, not both")
     if cron:
         try:
-            validate_cron(cron)
-            validate_tz(tz)
+            fields.cron(cron)
+            fields.tz(tz)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--cron/--tz") from None
     known = {n.name for n in config.notifiers}

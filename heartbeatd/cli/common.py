@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from heartbeatd.core.durations import parse_bounded_duration
+from heartbeatd.core import fields
 
 if TYPE_CHECKING:
     from heartbeatd.core.config import Config
@@ -81,7 +81,7 @@ def duration_option(value: str | None, param: str) -> float | None:
     if value is None:
         return None
     try:
-        return parse_bounded_duration(value)
+        return fields.duration(value)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint=param) from None
 

@@ -19,8 +19,9 @@ from heartbeatd.cli.common import (
     local_ping_key,
     with_store,
 )
+from heartbeatd.core import fields
 from heartbeatd.core.clock import SystemClock
-from heartbeatd.core.schedule import describe, validate_tz
+from heartbeatd.core.schedule import describe
 
 if TYPE_CHECKING:
     from heartbeatd.core.config import Config
@@ -91,7 +92,7 @@ def import_zone(tz: str | None) -> str:
 
     zone = tz or system_timezone(os.environ)
     try:
-        validate_tz(zone)
+        fields.tz(zone)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--tz") from None
     return zone

@@ -5,9 +5,6 @@ from __future__ import annotations
 import math
 import re
 
-MIN_PERIOD = 1.0
-MAX_PERIOD = 365 * 86400.0
-
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 
@@ -35,10 +32,8 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
-def parse_bounded_duration(
-    value: str | int | float, low: float = MIN_PERIOD, high: float = MAX_PERIOD
-) -> float:
-    """parse_duration, then enforce the range every period and grace must lie in."""
+def parse_bounded_duration(value: str | int | float, low: float, high: float) -> float:
+    """parse_duration, then enforce a setting's range (a check's: fields.duration)."""
     seconds = parse_duration(value)
     if not low <= seconds <= high:
         raise ValueError(

@@ -7,14 +7,13 @@ here, so anything Healthchecks accepts is still accepted; where it has none (`de
 through the API and every dashboard render then took 5.6-9.7 s on the event loop, holding
 pings back as long.
 
-Each check raises ValueError with a message that gives the bound; the caller names the field
-in its own way (a 400, a form error, a located ConfigError, a CLI error).
+The validators of core/fields.py (one per check field) apply them; `bounded` raises ValueError
+with a message that gives the bound, for the free-text settings that have no field of their own.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 MAX_NAME = 100  # Healthchecks: name, 100 characters
 MAX_SLUG = 100  # Healthchecks: slug, 100 characters
@@ -37,22 +36,3 @@ def bounded(text: str, limit: int) -> str:
     if len(text) > limit:
         raise ValueError(f"too long ({len(text)} characters; the limit is {limit})")
     return text
-
-
-def slug(text: str) -> str:
-    """`text`, if it can be a slug (or a notifier's name); empty is the caller's to refuse."""
-    bounded(text, MAX_SLUG)
-    if not SLUG.fullmatch(text):
-        raise ValueError(f"use lowercase letters, digits, '-' and '_', got {text!r}")
-    return text
-
-
-def tags(items: Sequence[str]) -> tuple[str, ...]:
-    """`items`, if they fit in MAX_TAGS characters with one space between them."""
-    joined = " ".join(items)
-    if len(joined) > MAX_TAGS:
-        raise ValueError(
-            f"too long ({len(items)} tags, {len(joined)} characters with a space between "
-            f"them; the limit is {MAX_TAGS})"
-        )
-    return tuple(items)

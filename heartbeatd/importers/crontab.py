@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from heartbeatd.core import fields
 from heartbeatd.core.limits import MAX_SLUG
 from heartbeatd.core.model import Check, CheckDefinition, slugify
-from heartbeatd.core.schedule import validate_cron, validate_tz
 from heartbeatd.store import Store
 
 NICKNAMES = {
@@ -149,8 +149,8 @@ def _job(line: str, line_no: int, cron: str, tz: str, shell: str, end: int) -> C
     if _MONITORED.search(command):
         return Skipped(line_no, line, "already reports to a monitor")
     try:
-        validate_cron(cron)
-        validate_tz(tz)
+        fields.cron(cron)
+        fields.tz(tz)
     except ValueError as e:
         return Skipped(line_no, line, str(e))
     return CronJob(line_no, cron, tz, shell, line[:end], command, stdin)
@@ -339,7 +339,7 @@ def system_timezone(env: Mapping[str, str], root: Path = Path("/")) -> str:
     candidates.append(env.get("TZ", "").lstrip(":"))
     for name in candidates:
         try:
-            validate_tz(name)
+            fields.tz(name)
             return name
         except ValueError:
             continue

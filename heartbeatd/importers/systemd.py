@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from heartbeatd.core import fields
 from heartbeatd.core.durations import format_duration
 from heartbeatd.core.model import CheckDefinition, slugify
-from heartbeatd.core.schedule import validate_cron, validate_tz
 from heartbeatd.importers.crontab import columns
 
 COLUMNS = ("NEXT", "LEFT", "LAST", "PASSED", "UNIT", "ACTIVATES")
@@ -107,20 +107,20 @@ def calendar_to_cron(spec: str) -> tuple[str, str | None] | None:
         return None
     if time_parts[2] not in ("00", "0"):
         return None
-    fields = [
+    parts = [
         _field(time_parts[1], 59),
         _field(time_parts[0], 23),
         _field(date_parts[2], 31),
         _field(date_parts[1], 12),
         _weekday_field(weekdays),
     ]
-    if None in fields or (fields[2] != "*" and fields[4] != "*"):
+    if None in parts or (parts[2] != "*" and parts[4] != "*"):
         return None
-    cron = " ".join(f for f in fields if f is not None)
+    cron = " ".join(f for f in parts if f is not None)
     try:
-        validate_cron(cron)
+        fields.cron(cron)
         if zone:
-            validate_tz(zone)
+            fields.tz(zone)
     except ValueError:
         return None
     return cron, zone

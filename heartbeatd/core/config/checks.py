@@ -3,26 +3,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from heartbeatd.core import limits, rules
+from heartbeatd.core import fields, rules
 from heartbeatd.core.config.document import ConfigError, KeyProblem, Lines, tables
 from heartbeatd.core.config.notifiers import NotifierSpec
 from heartbeatd.core.config.values import (
-    bounded_int,
-    bounded_text,
-    cron_value,
-    methods_value,
     name_list,
     slug_value,
     strict_bool,
     tags_value,
-    tz_value,
+    text,
+    whole_number,
 )  # fmt: skip
-from heartbeatd.core.durations import parse_bounded_duration
 from heartbeatd.core.model import CheckDefinition, slugify
 
 Parsed = TypeVar("Parsed")
@@ -31,7 +27,9 @@ Parsed = TypeVar("Parsed")
 Default = TypeVar("Default")
 
 
-CHECK_KEYS = tuple(f.name for f in fields(CheckDefinition) if f.name != "rules") + rules.KEYS
+CHECK_KEYS = (
+    tuple(f.name for f in dataclasses.fields(CheckDefinition) if f.name != "rules") + rules.KEYS
+)
 
 
 def read_checks(
@@ -67,12 +65,12 @@ def _check(table: dict[str, Any], known_notifiers: set[str]) -> CheckDefinition:
     for key in table:
         if key not in CHECK_KEYS:
             raise KeyProblem(key, f"unknown key; a check takes {', '.join(CHECK_KEYS)}")
-    name = get("name", bounded_text(limits.MAX_NAME), None)
+    name = get("name", text(fields.name), None)
     if not name:
         raise KeyProblem("name", "required: what the job is called")
     slug = get("slug", slug_value, slugify(name))
-    period = get("period", parse_bounded_duration, None)
-    cron = get("cron", cron_value, None)
+    period = get("period", fields.duration, None)
+    cron = get("cron", text(fields.cron), None)
     if (period is None) == (cron is None):
         raise KeyProblem("period", "give either period (e.g. '1h') or cron (e.g. '0 3 * * *')")
     notifiers = get("notifiers", name_list, None)
@@ -84,15 +82,15 @@ def _check(table: dict[str, Any], known_notifiers: set[str]) -> CheckDefinition:
         slug=slug,
         period=period,
         cron=cron,
-        tz=get("tz", tz_value, "UTC"),
-        grace=get("grace", parse_bounded_duration, 3600.0),
+        tz=get("tz", text(fields.tz), "UTC"),
+        grace=get("grace", fields.duration, 3600.0),
         tags=get("tags", tags_value, ()),
-        desc=get("desc", bounded_text(limits.MAX_DESC), ""),
+        desc=get("desc", text(fields.desc), ""),
         notifiers=notifiers,
-        misses=get("misses", bounded_int(1, 1000), 1),
-        max_runtime=get("max_runtime", parse_bounded_duration, None),
+        misses=get("misses", whole_number(fields.misses), 1),
+        max_runtime=get("max_runtime", fields.duration, None),
         manual_resume=get("manual_resume", strict_bool, False),
-        methods=get("methods", methods_value, ""),
+        methods=get("methods", text(fields.methods), ""),
         rules=_rules(table),
     )
 

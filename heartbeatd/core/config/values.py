@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TypeVar
 
-from heartbeatd.core import limits
+from heartbeatd.core import fields
 from heartbeatd.core.redact import kind_of
-from heartbeatd.core.schedule import validate_cron, validate_tz
+
+Parsed = TypeVar("Parsed")
 
 
 def as_text(value: object) -> str:
@@ -19,11 +21,10 @@ def as_text(value: object) -> str:
 
 def bounded_int(low: int, high: int) -> Callable[[object], int]:
     def parse(value: object) -> int:
-        if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        number = _whole(value)
+        if not low <= number <= high:
             raise ValueError(f"expected a whole number from {low} to {high}, got {value!r}")
-        return value
+        return number
 
     return parse
 
@@ -34,38 +35,34 @@ def strict_bool(value: object) -> bool:
     return value
 
 
-def bounded_text(limit: int) -> Callable[[object], str]:
-    return lambda value: limits.bounded(as_text(value), limit)
+def text(validate: Callable[[str], Parsed]) -> Callable[[object], Parsed]:
+    """A check field's validator (core/fields.py) for a value that must be a string."""
+    return lambda value: validate(as_text(value))
+
+
+def whole_number(validate: Callable[[int], int]) -> Callable[[object], int]:
+    """A check field's validator for a whole number, which a file may quote ("2")."""
+    return lambda value: validate(_whole(value))
+
+
+def _whole(value: object) -> int:
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return value
 
 
 def slug_value(value: object) -> str:
     """A check's slug or a notifier's name: in the file, each names one thing, so never empty."""
-    text = as_text(value)
-    if not text:
+    slug = as_text(value)
+    if not slug:
         raise ValueError("must not be empty")
-    return limits.slug(text)
-
-
-def cron_value(value: object) -> str:
-    text = as_text(value)
-    validate_cron(text)
-    return text
-
-
-def tz_value(value: object) -> str:
-    text = as_text(value)
-    validate_tz(text)
-    return text
-
-
-def methods_value(value: object) -> str:
-    if value not in ("", "POST"):
-        raise ValueError(f"expected '' (any method) or 'POST', got {value!r}")
-    return str(value)
+    return fields.slug(slug)
 
 
 def tags_value(value: object) -> tuple[str, ...]:
-    return limits.tags(name_list(value))
+    return fields.tags(name_list(value))
 
 
 def name_list(value: object) -> tuple[str, ...]:

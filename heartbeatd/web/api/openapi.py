@@ -10,14 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from heartbeatd import __version__
-from heartbeatd.core import limits
+from heartbeatd.core import fields, limits
 from heartbeatd.web.api.schema import (
     BODY_FLAG_FIELDS,
     BODY_TEXT_FIELDS,
     EMAIL_FLAG_FIELDS,
     EMAIL_TEXT_FIELDS,
-    MAX_SECONDS,
-    MIN_SECONDS,
     UNIQUE_FIELDS,
 )
 
@@ -49,7 +47,11 @@ ERRORS = {
 NOT_FOUND = {"404": _answer("No such check", _ref("Error"))}
 READ_ONLY = {"403": _answer("The check is declared in the config file", _ref("Error"))}
 TOO_LARGE = {"413": _answer("The body is larger than 1 MB", _ref("Error"))}
-SECONDS = {"type": "integer", "minimum": MIN_SECONDS, "maximum": MAX_SECONDS}
+SECONDS = {
+    "type": "integer",
+    "minimum": int(fields.MIN_SECONDS),
+    "maximum": int(fields.MAX_SECONDS),
+}
 KEYWORDS = {"type": "string", "maxLength": limits.MAX_KEYWORDS}
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 
@@ -80,11 +82,11 @@ CHECK_SPEC: dict[str, Any] = {
             "description": '"*", "" or ids/names, comma-separated',
         },
         "unique": {"type": "array", "items": {"enum": list(UNIQUE_FIELDS)}},
-        "misses": {"type": "integer", "minimum": 1, "maximum": 100},
+        "misses": {"type": "integer", "minimum": 1, "maximum": fields.MAX_MISSES},
         "max_runtime": {
             "type": ["integer", "null"],
-            "minimum": MIN_SECONDS,
-            "maximum": MAX_SECONDS,
+            "minimum": SECONDS["minimum"],
+            "maximum": SECONDS["maximum"],
         },
         **{field: KEYWORDS for field in BODY_TEXT_FIELDS},
         **{field: {"type": "boolean"} for field in BODY_FLAG_FIELDS},

@@ -18,16 +18,14 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from heartbeatd.core import limits, model, rules
+from heartbeatd.core import fields, limits, model, rules
 from heartbeatd.core.errors import BadRequest
 from heartbeatd.core.model import Check, CheckDefinition, Status, unique_key
 from heartbeatd.core.rules import CheckRules
 from heartbeatd.core.rules import body as body_rules
-from heartbeatd.core.schedule import validate_cron, validate_tz
 from heartbeatd.notify import iso
 from heartbeatd.store import PingRecord
 
-MIN_SECONDS, MAX_SECONDS = 1, 31_536_000
 DEFAULT_TIMEOUT, DEFAULT_GRACE = 86400, 3600
 UNIQUE_FIELDS = ("name", "slug", "tags", "timeout", "grace")
 # Healthchecks' e-mail filtering fields: heartbeatd takes them only as "no filtering".
@@ -46,23 +44,29 @@ def fail(message: str) -> BadRequest:
     return BadRequest(f"json validation error: {message}")
 
 
-def _string(limit: int | None = None) -> Callable[[str, object], str]:
+def _string(validate: Callable[[str], Any] | None = None) -> Callable[[str, object], str]:
+    """A JSON string, checked by its field's validator (core/fields.py) if it has one."""
+
     def parse(field: str, value: object) -> str:
         if not isinstance(value, str):
             raise fail(f"{field} is not a string")
-        if limit is not None:
-            try:
-                limits.bounded(value, limit)
-            except ValueError as e:
-                raise fail(f"{field} is {e}") from None
         if not value.isascii():
             try:
                 value.encode()
             except UnicodeEncodeError:  # JSON's "\ud800": no text can be stored with it
                 raise fail(f"{field} is not valid Unicode (a lone surrogate)") from None
+        if validate is not None:
+            _valid(field, validate, value)
         return value
 
     return parse
+
+
+def _valid(field: str, validate: Callable[[Any], Any], value: object) -> None:
+    try:
+        validate(value)
+    except fields.FieldError as e:
+        raise fail(f"{field} {e.api}") from None
 
 
 def _boolean(field: str, value: object) -> bool:
@@ -71,66 +75,23 @@ def _boolean(field: str, value: object) -> bool:
     return value
 
 
-def _seconds(field: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise fail(f"{field} is not a number")
-    if value < MIN_SECONDS:
-        raise fail(f"{field} is too small")
-    if value > MAX_SECONDS:
-        raise fail(f"{field} is too large")
-    return value
+def _number(validate: Callable[[int], Any]) -> Callable[[str, object], int]:
+    """A JSON whole number (Healthchecks takes no 60.5 and no "60"), checked by `validate`."""
+
+    def parse(field: str, value: object) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise fail(f"{field} is not a number")
+        _valid(field, validate, value)
+        return value
+
+    return parse
 
 
-def _misses(field: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise fail(f"{field} is not a number")
-    if not 1 <= value <= 100:
-        raise fail(f"{field} must be from 1 to 100")
-    return value
+_seconds = _number(fields.seconds)
 
 
 def _max_runtime(field: str, value: object) -> int | None:
     return None if value is None else _seconds(field, value)
-
-
-def _slug(field: str, value: object) -> str:
-    text = _string(limits.MAX_SLUG)(field, value)
-    if not limits.SLUG.fullmatch(text):
-        raise fail(f"{field} does not match pattern")
-    return text
-
-
-def _tags(field: str, value: object) -> str:
-    text = _string()(field, value)
-    try:
-        limits.tags(text.split())
-    except ValueError as e:
-        raise fail(f"{field} is {e}") from None
-    return text
-
-
-def _methods(field: str, value: object) -> str:
-    if value not in ("", "POST"):
-        raise fail(f"{field} has unexpected value")
-    return str(value)
-
-
-def _schedule(field: str, value: object) -> str:
-    text = _string(limits.MAX_CRON)(field, value)
-    try:
-        validate_cron(text)
-    except ValueError:
-        raise fail(f"{field} is not a valid cron expression") from None
-    return text
-
-
-def _tz(field: str, value: object) -> str:
-    text = _string()(field, value)
-    try:
-        validate_tz(text)
-    except ValueError:
-        raise fail(f"{field} is not a valid timezone") from None
-    return text
 
 
 def _unique(field: str, value: object) -> list[str]:
@@ -142,8 +103,27 @@ def _unique(field: str, value: object) -> list[str]:
     return list(value)
 
 
+def _methods(field: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise fail(f"{field} has unexpected value")
+    _valid(field, fields.methods, value)
+    return value
+
+
+def _bounded(limit: int) -> Callable[[str], str]:
+    """A free text field's only rule: its length (limits.py)."""
+
+    def validate(text: str) -> str:
+        try:
+            return limits.bounded(text, limit)
+        except ValueError as e:
+            raise fields.FieldError(str(e)) from None
+
+    return validate
+
+
 def _email_text(field: str, value: object) -> str:
-    text = _string(200)(field, value)
+    text = _string(_bounded(limits.MAX_KEYWORDS))(field, value)
     if text:
         raise BadRequest(f'{field}: heartbeatd has no e-mail pings, so it takes only ""')
     return text
@@ -156,23 +136,23 @@ def _email_flag(field: str, value: object) -> bool:
 
 
 FIELDS: dict[str, Callable[[str, object], Any]] = {
-    "name": _string(limits.MAX_NAME),
-    "slug": _slug,
-    "tags": _tags,
-    "desc": _string(limits.MAX_DESC),
+    "name": _string(fields.name),
+    "slug": _string(fields.slug),
+    "tags": _string(lambda text: fields.tags(text.split())),
+    "desc": _string(fields.desc),
     "timeout": _seconds,
     "grace": _seconds,
-    "schedule": _schedule,
-    "tz": _tz,
+    "schedule": _string(fields.cron),
+    "tz": _string(fields.tz),
     "manual_resume": _boolean,
     "methods": _methods,
-    "channels": _string(limits.MAX_CHANNELS),
+    "channels": _string(_bounded(limits.MAX_CHANNELS)),
     "unique": _unique,
-    "misses": _misses,
+    "misses": _number(fields.misses),
     "max_runtime": _max_runtime,
     **{field: _email_text for field in EMAIL_TEXT_FIELDS},
     **{field: _email_flag for field in EMAIL_FLAG_FIELDS},
-    **{field: _string(limits.MAX_KEYWORDS) for field in BODY_TEXT_FIELDS},
+    **{field: _string(_bounded(limits.MAX_KEYWORDS)) for field in BODY_TEXT_FIELDS},
     **{field: _boolean for field in BODY_FLAG_FIELDS},
 }
 

@@ -18,11 +18,10 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from multidict import MultiMapping
 
-from heartbeatd.core import limits, model
-from heartbeatd.core.durations import format_duration, parse_bounded_duration
+from heartbeatd.core import fields, limits, model
+from heartbeatd.core.durations import format_duration
 from heartbeatd.core.errors import BadRequest, Forbidden, plain_errors
 from heartbeatd.core.model import Check, CheckDefinition
-from heartbeatd.core.schedule import validate_cron, validate_tz
 from heartbeatd.notify import Event, Notifier, NotifyError, build_notifiers
 from heartbeatd.web.bodies import paced
 from heartbeatd.web.keys import CHECKS, CLOCK, CONFIG, STORE
@@ -173,26 +172,19 @@ def parse_form(
 ) -> tuple[CheckDefinition | None, dict[str, str]]:
     """The definition a submitted form describes, or the mistakes in it, by field."""
     errors: dict[str, str] = {}
-    name = _field(form, "name", lambda text: limits.bounded(text, limits.MAX_NAME), errors) or ""
+    name = _field(form, "name", fields.name, errors) or ""
     if not name and "name" not in errors:
         errors["name"] = "Give the check a name."
-    slug = _field(form, "slug", limits.slug, errors) or model.slugify(name)
-    tags = _field(form, "tags", lambda text: limits.tags(text.split()), errors)
-    desc = _field(form, "desc", lambda text: limits.bounded(text, limits.MAX_DESC), errors)
+    slug = _field(form, "slug", fields.slug, errors) or model.slugify(name)
+    tags = _field(form, "tags", lambda text: fields.tags(text.split()), errors)
+    desc = _field(form, "desc", fields.desc, errors)
+    tz = _field(form, "tz", lambda text: fields.tz(text or "UTC"), errors)
     period = cron = None
     if form["kind"] == "cron":
-        cron = form["cron"].strip()
-        try:
-            validate_cron(cron)
-        except ValueError as e:
-            errors["cron"] = str(e)
-        try:
-            validate_tz(form["tz"].strip())
-        except ValueError as e:
-            errors["tz"] = str(e)
+        cron = _field(form, "cron", fields.cron, errors)
     else:
-        period = _duration(form, "period", errors)
-    grace = _duration(form, "grace", errors)
+        period = _field(form, "period", fields.duration, errors)
+    grace = _field(form, "grace", fields.duration, errors)
     if errors or grace is None:
         return None, errors
     keep: dict[str, Any] = {}
@@ -201,7 +193,7 @@ def parse_form(
                 "max_runtime": existing.max_runtime, "manual_resume": existing.manual_resume,
                 "methods": existing.methods, "rules": existing.rules}  # fmt: skip
     definition = CheckDefinition(
-        name=name, slug=slug, period=period, cron=cron, tz=form["tz"].strip() or "UTC",
+        name=name, slug=slug, period=period, cron=cron, tz=tz or "UTC",
         grace=grace, tags=tags or (), desc=desc or "",
         **keep,
     )  # fmt: skip
@@ -216,14 +208,6 @@ def _field(form: dict[str, str], key: str, parse: Callable[[str], T], errors: di
         return parse(form[key].strip())
     except ValueError as e:
         errors[key] = f"{str(e)[:1].upper()}{str(e)[1:]}."
-        return None
-
-
-def _duration(form: dict[str, str], key: str, errors: dict[str, str]) -> float | None:
-    try:
-        return parse_bounded_duration(form[key].strip())
-    except ValueError as e:
-        errors[key] = str(e)
         return None
 
 
