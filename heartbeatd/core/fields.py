@@ -11,7 +11,7 @@ error. The bounds themselves are limits.py's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from heartbeatd.core import limits
 from heartbeatd.core.durations import format_duration, parse_duration
@@ -68,18 +68,18 @@ def desc(text: str) -> str:
 
 
 def cron(text: str) -> str:
-    try:
-        validate_cron(text)
-    except ValueError as e:
-        raise FieldError(str(e), "is not a valid cron expression") from None
-    return text
+    return _checked(validate_cron, text, "is not a valid cron expression")
 
 
 def tz(text: str) -> str:
+    return _checked(validate_tz, text, "is not a valid timezone")
+
+
+def _checked(validate: Callable[[str], None], text: str, api: str) -> str:
     try:
-        validate_tz(text)
+        validate(text)
     except ValueError as e:
-        raise FieldError(str(e), "is not a valid timezone") from None
+        raise FieldError(str(e), api) from None
     return text
 
 
