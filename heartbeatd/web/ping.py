@@ -44,10 +44,8 @@ def parse_ping_path(tail: str) -> tuple[ByUuid | BySlug, str, int | None]:
         rest = parts[1:]
         if rest == [""]:  # /ping/<uuid>/ is the success URL too
             rest = []
-    elif len(parts) >= 2 and SLUG_CHARS.fullmatch(parts[0]) and SLUG_CHARS.fullmatch(parts[1]):
-        if parts[1] != parts[1].lower():
-            raise BadRequest("invalid url format")
-        target = BySlug(parts[0], parts[1])
+    elif len(parts) >= 2:
+        target = by_slug(parts[0], parts[1])
         rest = parts[2:]
     else:
         raise NotFound()
@@ -61,6 +59,16 @@ def parse_ping_path(tail: str) -> tuple[ByUuid | BySlug, str, int | None]:
             raise BadRequest("invalid url format")
         return target, ("fail" if code else "success"), code
     raise NotFound()
+
+
+def by_slug(ping_key: str, slug: str, create: bool = False) -> BySlug:
+    """A ping to a check by the instance ping key and its slug, or to a new check of that slug
+    if `create`; a slug longer than a check's may be is pinged if it exists, never created."""
+    if not (SLUG_CHARS.fullmatch(ping_key) and SLUG_CHARS.fullmatch(slug)):
+        raise NotFound()
+    if slug != slug.lower():
+        raise BadRequest("invalid url format")
+    return BySlug(ping_key, slug, create=create and len(slug) <= MAX_SLUG)
 
 
 def parse_rid(value: str | None) -> str | None:
@@ -161,8 +169,7 @@ async def ping(request: web.Request) -> web.Response:
     target, action, exit_status = parse_ping_path(request.match_info["tail"])
     rid = parse_rid(request.query.get("rid"))
     if isinstance(target, BySlug) and request.query.get("create") == "1":
-        # A slug longer than a check's may have is pinged if it exists, never created.
-        target = BySlug(target.ping_key, target.slug, create=len(target.slug) <= MAX_SLUG)
+        target = by_slug(target.ping_key, target.slug, create=True)
     body, size = await read_body(request, target, config.ping_body_limit)
     result = await accept(request, target, ping_in(request, action, exit_status, rid, body, size))
     headers = {
