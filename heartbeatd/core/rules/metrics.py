@@ -1,4 +1,5 @@
-"""Numbers a ping carries: `?count=1234&bytes=5.2e9`, Cronitor's `metric=count:N`, JSON fields.
+"""Numbers a ping carries: `?count=1234&bytes=5.2e9`, Cronitor's `metric=count:N`, JSON fields,
+the samples of a Prometheus push (`backup_bytes 5.2e9`).
 
 A job's own report of what it did (rows copied, bytes written, errors seen) is what assertions
 check. Pings come from scripts and scanners alike, so nothing here raises: a value that is not a
@@ -11,7 +12,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 NAME = re.compile(r"[a-z_][a-z0-9_]{0,31}")  # fullmatch: "$" would take a trailing newline
 NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
@@ -26,6 +29,15 @@ RESERVED = frozenset(
 )  # fmt: skip
 # Cronitor's metric=NAME:VALUE names, as heartbeatd names them.
 CRONITOR = {"count": "count", "duration": "duration", "error_count": "errors"}
+
+# One sample line of Prometheus' text exposition format: name{label="value",...} value [time].
+# Linear: no two parts can match the same characters (inside the braces, a quote starts a
+# value and nothing else), so a line that is not a sample fails without backtracking.
+SAMPLE_LINE = re.compile(
+    r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})?[ \t]+(\S+)(?:[ \t]+\S+)?[ \t]*'
+)
+MAX_SAMPLES = 1000  # sample lines read from one push; the rest are not looked at
+MAX_LINE = 1024  # characters; a longer line is skipped unparsed
 
 Metrics = dict[str, float]
 
@@ -113,3 +125,52 @@ def from_json(body: bytes, names: Iterable[str]) -> tuple[Metrics, list[str]]:
         else:
             found.metrics[name] = _tidy(float(value))
     return found.result()
+
+
+@dataclass(frozen=True, slots=True)
+class Exposition:
+    """What a Prometheus text-format body says: its metrics as a ping's, and every sample."""
+
+    metrics: Metrics
+    notes: list[str]
+    samples: tuple[tuple[str, float], ...]  # (name, value) of each finite sample, labelled too
+
+
+def from_prometheus(text: str) -> Exposition:
+    """The samples of a Prometheus push, read in time linear in `text` and at most MAX_SAMPLES.
+
+    A name with one sample in the push is a metric, whatever its labels; a name with several
+    (a histogram's buckets, a gauge per target) is not one number, so it is left out and noted.
+    """
+    samples: list[tuple[str, str]] = []
+    skipped = 0
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if len(samples) == MAX_SAMPLES:
+            return _exposition(samples, skipped, f"stopped reading after {MAX_SAMPLES} samples")
+        match = SAMPLE_LINE.fullmatch(line) if len(line) <= MAX_LINE else None
+        if match is None:
+            skipped += 1
+        else:
+            samples.append((match[1], match[3]))
+    return _exposition(samples, skipped)
+
+
+def _exposition(samples: list[tuple[str, str]], skipped: int, more: str = "") -> Exposition:
+    counts = Counter(name for name, _ in samples)
+    found = _Collector()
+    for name, text in samples:
+        if counts[name] == 1:
+            found.add(name, text)
+    several = [name for name, count in counts.items() if count > 1]
+    if several:
+        found.note(f"ignored {', '.join(several[:3])}{' and more' if len(several) > 3 else ''}: "
+                   "several samples with one name")  # fmt: skip
+    if skipped:
+        found.note(f"ignored {skipped} lines that are not Prometheus samples")
+    if more:
+        found.note(more)
+    values = ((name, number(text)) for name, text in samples)
+    metrics, notes = found.result()
+    return Exposition(metrics, notes, tuple((n, v) for n, v in values if v is not None))
