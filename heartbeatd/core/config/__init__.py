@@ -55,6 +55,7 @@ class Config:
     site_url: str = ""
     ping_body_limit: int = 100_000
     ping_retention: int = 100
+    pushgateway_create: bool = False  # a push for a job no check has creates one (pushgateway.py)
     trusted_proxies: tuple[Network, ...] = ()
     startup_grace: float | None = None
     enable_shell: bool = False
@@ -158,6 +159,7 @@ SETTINGS: dict[str, Callable[[object], Any]] = {
     "site_url": _site_url,
     "ping_body_limit": bounded_int(0, MAX_BODY_LIMIT),
     "ping_retention": bounded_int(1, 100_000),
+    "pushgateway_create": _flag,
     "trusted_proxies": _networks,
     "startup_grace": _duration,
     "enable_shell": _flag,
