@@ -66,14 +66,15 @@ async def status_of(daemon: Daemon, slug: str) -> str:
     return (await daemon.query("SELECT status FROM checks WHERE slug = ?", slug))[0][0]
 
 
+@pytest.mark.parametrize("compression", [None, "gzip"])
 async def test_push_to_gateway_is_a_success_ping_with_the_pushed_text_as_body(
-    daemon: Daemon,
+    daemon: Daemon, compression: str | None
 ) -> None:
     await daemon.add("nightly-backup")
     registry = registry_of(backup_bytes=5.2e9, backup_files=1234)
     await asyncio.to_thread(
         push_to_gateway, await gateway(daemon), job="nightly-backup", registry=registry,
-        grouping_key={"instance": "db1"},
+        grouping_key={"instance": "db1"}, compression=compression,
     )  # fmt: skip
     ((kind, method, body, size, metrics, notes),) = await pings(daemon)
     assert (kind, method, notes) == ("success", "PUT", [])
@@ -276,3 +277,18 @@ def test_a_hostile_push_is_parsed_in_linear_time(line: str) -> None:
     pushed = ping_metrics.from_prometheus(body)
     assert time.perf_counter() - started < 0.5
     assert pushed.metrics == {}
+
+
+async def test_a_push_with_a_wrong_key_is_answered_404_before_its_1_mb_body(
+    daemon: Daemon,
+) -> None:
+    """Only the headers are sent, declaring 1 MB: a guessed key costs no body and no wait."""
+    await daemon.add("nightly-backup")
+    reader, writer = await asyncio.open_connection("127.0.0.1", daemon.client.server.port)
+    path = "/pushgateway/not-the-ping-key/metrics/job/nightly-backup"
+    writer.write(f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n".encode())
+    try:
+        status_line = await asyncio.wait_for(reader.readline(), timeout=1.0)
+    finally:
+        writer.close()
+    assert status_line == b"HTTP/1.1 404 Not Found\r\n"
