@@ -29,7 +29,7 @@ from prometheus_client import (
 from heartbeatd.core import rules
 from heartbeatd.core.rules import metrics as ping_metrics
 from heartbeatd.core.rules.metrics import MAX_SAMPLES
-from heartbeatd.web.pushgateway import PARSE_LIMIT
+from heartbeatd.web.pushgateway import PARSE_LIMIT, PROTOBUF_NOTE
 from tests.conftest import Daemon
 
 
@@ -197,6 +197,19 @@ async def test_with_pushgateway_create_a_new_job_creates_its_check(start_daemon:
         ("weekly-report", "weekly-report", "up")
     ]
     assert [p[4] for p in await pings(daemon)] == [{"rows": 3}]
+
+
+async def test_a_protobuf_push_is_a_success_ping_its_samples_unread(daemon: Daemon) -> None:
+    """Go's client pushes length-delimited protobuf; its bytes are not read as text lines."""
+    await daemon.add("nightly-backup")
+    body = b'\x1f\n\njob_failed\x18\x00"\x0b\x12\t\t\x00\x00\x00\x00\x00\x00\xf0?'
+    content_type = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; "
+    response = await daemon.client.put(
+        f"/pushgateway/{await daemon.store.ping_key()}/metrics/job/nightly-backup",
+        data=body, headers={"Content-Type": content_type + "encoding=delimited"},
+    )  # fmt: skip
+    assert response.status == 200
+    assert await pings(daemon) == [("success", "PUT", body, len(body), {}, [PROTOBUF_NOTE])]
 
 
 @pytest.mark.parametrize(

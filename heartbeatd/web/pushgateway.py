@@ -32,7 +32,10 @@ routes = web.RouteTableDef()
 PUSH_PATH = "/pushgateway/{key}/metrics/{grouping_key:.*}"
 PARSE_LIMIT = 64 * 1024  # a push is read this far for its samples, whatever the body limit
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# Go's client pushes protobuf unless told `.Format(expfmt.NewFormat(expfmt.TypeTextPlain))`:
+# such a push is a success ping, its samples unread.
 PROTOBUF = "application/vnd.google.protobuf"
+PROTOBUF_NOTE = "protobuf push: its samples are not read; push the text format for them"
 
 
 def push_target(request: web.Request) -> BySlug:
@@ -93,7 +96,7 @@ async def push(request: web.Request) -> web.Response:
     limit = request.app[CONFIG].ping_body_limit
     data, size = await read_body(request, target, max(limit, PARSE_LIMIT))
     if request.content_type == PROTOBUF:
-        pushed = ping_metrics.Exposition({}, ["protobuf push: its samples are not read"], ())
+        pushed = ping_metrics.Exposition({}, [PROTOBUF_NOTE], ())
     else:
         pushed = ping_metrics.from_prometheus(whole_lines(data, size))
     action, why = push_action(pushed.samples)
