@@ -305,11 +305,11 @@ async def test_only_the_hash_of_a_key_is_stored(api: Api) -> None:
         ({"tz": "Mars/Olympus_Mons"}, "json validation error: tz is not a valid timezone"),
         (
             {"schedule": "every day"},
-            "json validation error: schedule is not a valid cron expression",
+            "json validation error: schedule is not a valid cron or OnCalendar expression",
         ),
         (
             {"schedule": "61 * * * *"},
-            "json validation error: schedule is not a valid cron expression",
+            "json validation error: schedule is not a valid cron or OnCalendar expression",
         ),
         ({"manual_resume": "yes"}, "json validation error: manual_resume is not a boolean"),
         ({"methods": "GET"}, "json validation error: methods has unexpected value"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,7 +21,7 @@ from heartbeatd.cli.common import (
 from heartbeatd.core import fields, model
 from heartbeatd.core.clock import SystemClock
 from heartbeatd.core.durations import format_duration
-from heartbeatd.core.model import Check, CheckDefinition, crontab_schedule, slugify
+from heartbeatd.core.model import Check, CheckDefinition, run_example, slugify
 from heartbeatd.core.rules.assertions import show
 from heartbeatd.core.schedule import describe, upcoming
 
@@ -57,7 +58,8 @@ def check() -> None:
 @config_options
 @click.argument("name", callback=within_limits(fields.name))
 @click.option("--period", help="expected interval, e.g. 5m, 1h, 1d  [default: 1d]")
-@click.option("--cron", help='cron expression instead of a period, e.g. "0 3 * * *"')
+@click.option("--cron", help='cron or OnCalendar expression instead of a period, e.g. "0 3 * * *" '
+              'or "Mon..Fri 09:00"')  # fmt: skip
 @click.option("--tz", default="UTC", show_default=True, help="time zone of --cron")
 @click.option("--grace", default="1h", show_default=True, help="how late a ping may be")
 @click.option("--slug", callback=within_limits(fields.slug),
@@ -114,10 +116,11 @@ def check_add(
     click.echo(f"Added check {added.name!r} ({describe(added.schedule)}, grace "
                f"{format_duration(added.grace)}).")  # fmt: skip
     click.echo(f"Ping URL: {url}")
-    click.echo("Crontab line (your command, then the ping when it succeeds):")
-    click.echo(
-        f"  {crontab_schedule(added)} /path/to/job && curl -fsS -m 10 --retry 5 -o /dev/null {url}"
+    scheduler, example = run_example(
+        added, f"/path/to/job && curl -fsS -m 10 --retry 5 -o /dev/null {url}"
     )
+    click.echo(f"{scheduler.capitalize()} (your command, then the ping when it succeeds):")
+    click.echo(textwrap.indent(example, "  "))
 
 
 def check_dict(check: Check, config: Config) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from heartbeatd.core import limits
 from heartbeatd.core.durations import format_duration, parse_duration
-from heartbeatd.core.schedule import validate_cron, validate_tz
+from heartbeatd.core.schedule import validate_schedule, validate_tz
 
 MIN_SECONDS = 1.0  # period, grace and max_runtime: Healthchecks' smallest is 60 s
 MAX_SECONDS = 365 * 86400.0  # and its largest
@@ -68,7 +68,8 @@ def desc(text: str) -> str:
 
 
 def cron(text: str) -> str:
-    return _checked(validate_cron, text, "is not a valid cron expression")
+    """A cron expression, or OnCalendar ones, one per line (core/schedule.py tells which)."""
+    return _checked(validate_schedule, text, "is not a valid cron or OnCalendar expression")
 
 
 def tz(text: str) -> str:

@@ -15,7 +15,7 @@ from enum import StrEnum
 from heartbeatd.core.durations import format_duration
 from heartbeatd.core.limits import MAX_SLUG
 from heartbeatd.core.rules import NO_RULES, CheckRules
-from heartbeatd.core.schedule import Schedule, deadline_after
+from heartbeatd.core.schedule import Schedule, deadline_after, timer_lines
 
 
 class Status(StrEnum):
@@ -270,6 +270,16 @@ def unique_key(check_uuid: str) -> str:
     """The read-only identifier: sha1 of the first 16 hex digits of the UUID (Healthchecks').
     It names a check in links and to read-only readers without giving away its ping URL."""
     return hashlib.sha1(uuid.UUID(check_uuid).hex[:16].encode()).hexdigest()
+
+
+def run_example(check: Check, command: str) -> tuple[str, str]:
+    """How to run `command` on the check's schedule, and what that is called: a crontab line,
+    or for an OnCalendar schedule, which cron cannot say, a systemd timer and its service."""
+    if check.schedule.kind != "oncalendar":
+        return "crontab", f"{crontab_schedule(check)} {command}"
+    assert check.cron is not None
+    calendar = "".join(f"OnCalendar={line}\n" for line in timer_lines(check.cron, check.tz))
+    return "systemd timer", f"[Timer]\n{calendar}\n[Service]\nExecStart=/bin/sh -c '{command}'"
 
 
 def crontab_schedule(check: Check) -> str:

@@ -1,17 +1,22 @@
-"""When a check's next ping is due: simple periods and cron expressions in an IANA time zone.
+"""When a check's next ping is due: simple periods, and cron or systemd OnCalendar expressions in
+an IANA time zone.
 
-Pure functions over epoch seconds; no I/O and no clock. Cron math is cronsim's, which is what
-Healthchecks uses, so expressions mean the same thing in both.
+Pure functions over epoch seconds; no I/O and no clock. Cron math is cronsim's and OnCalendar
+math is oncalendar's, the two libraries Healthchecks uses, so expressions mean the same thing in
+both. As in Healthchecks, one line of 5 fields is cron and anything else is OnCalendar (one
+expression per line), so the one text column and the API's one `schedule` field hold either.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
+from oncalendar import OnCalendar, OnCalendarError
 
 from heartbeatd.core.durations import format_duration
 from heartbeatd.core.limits import MAX_CRON, bounded
@@ -19,7 +24,8 @@ from heartbeatd.core.limits import MAX_CRON, bounded
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """Either `period` (simple) or `cron` + `tz` is set; `grace` applies to both."""
+    """Either `period` (simple) or `cron` + `tz` is set; `grace` applies to both. `cron` holds
+    a cron or an OnCalendar expression (`kind` tells which)."""
 
     grace: float
     period: float | None = None
@@ -28,7 +34,15 @@ class Schedule:
 
     @property
     def kind(self) -> str:
-        return "cron" if self.cron else "simple"
+        return expression_kind(self.cron) if self.cron else "simple"
+
+
+def expression_kind(expr: str) -> str:
+    """'cron' for one line of 5 fields, else 'oncalendar': Healthchecks' rule, and never a
+    guess between two readings, since an OnCalendar line has at most 4 parts."""
+    if "\n" not in expr.strip() and len(expr.split()) == 5:
+        return "cron"
+    return "oncalendar"
 
 
 @lru_cache(maxsize=512)
@@ -45,6 +59,15 @@ def validate_tz(name: str) -> None:
     zone(name)
 
 
+def validate_schedule(expr: str) -> None:
+    """Raise ValueError unless `expr` is a cron or an OnCalendar expression that can fire."""
+    bounded(expr, MAX_CRON)
+    if expression_kind(expr) == "cron":
+        validate_cron(expr)
+    else:
+        validate_oncalendar(expr)
+
+
 def validate_cron(expr: str) -> None:
     """Raise ValueError unless `expr` is a 5-field cron expression cronsim understands."""
     bounded(expr, MAX_CRON)
@@ -56,12 +79,62 @@ def validate_cron(expr: str) -> None:
         raise ValueError(f"bad cron expression {expr!r}: {e}") from e
 
 
-def _cron_times(expr: str, tz: str, after: float) -> CronSim:
+def validate_oncalendar(expr: str) -> None:
+    """Raise ValueError unless every line of `expr` is an OnCalendar expression that fires.
+
+    A line that never fires is refused, as cronsim refuses `0 0 30 2 *`: oncalendar looks for
+    its next time up to the year 2200 before it gives up, ~15 ms a line (`*-02,04,06,09,11-31`),
+    and that search would be paid on every ping. Healthchecks refuses only when no line fires.
+    """
+    bounded(expr, MAX_CRON)
+    for line in calendar_lines(expr):
+        neither = f"{line!r} is neither cron (5 fields) nor OnCalendar"
+        if len(line.split()) > 4:
+            raise ValueError(f"{neither} (at most 4 parts: weekday, date, time, zone)")
+        try:
+            next(OnCalendar(line, datetime(2000, 1, 1, tzinfo=UTC)))
+        except StopIteration:
+            raise ValueError(f"OnCalendar expression {line!r} never fires") from None
+        except (OnCalendarError, ValueError) as e:
+            raise ValueError(f"{neither}: {e}") from None
+        except OSError:  # the last part names a folder of the zone database ("00:00 Europe")
+            raise ValueError(f"{neither}: {line.split()[-1]!r} is not a time zone") from None
+
+
+def calendar_lines(expr: str) -> list[str]:
+    """An OnCalendar schedule's expressions, one a line as oncalendar splits them, spaces
+    tidied."""
+    return [" ".join(line.split()) for line in expr.strip().split("\n")]
+
+
+def timer_lines(expr: str, tz: str) -> list[str]:
+    """An OnCalendar schedule as a .timer's OnCalendar= values: with the check's zone where a
+    line names none, since systemd reads a line without one in the host's zone."""
+    return [line if _names_a_zone(line) else f"{line} {tz}" for line in calendar_lines(expr)]
+
+
+def _names_a_zone(line: str) -> bool:
+    parts = line.split()
+    if len(parts) < 2:
+        return False
+    try:
+        zone(parts[-1])
+    except ValueError:
+        return False
+    return True
+
+
+def _occurrences(expr: str, tz: str, after: float) -> Iterator[datetime]:
     """Occurrences from a second before `after` on, as aware datetimes in the check's zone
     (DST-correct). A second early because datetime rounds to the microsecond: a ping a hair
-    before a slot started the count at the slot and skipped it. _next_after drops the extra."""
+    before a slot started the count at the slot and skipped it. _next_after drops the extra.
+
+    OnCalendar keeps systemd's rules for the days the clocks change: a time in the skipped
+    spring hour does not happen that day, and one in the repeated autumn hour happens once."""
     local = datetime.fromtimestamp(after - 1, zone(tz))
-    return CronSim(expr, local)
+    if expression_kind(expr) == "cron":
+        return CronSim(expr, local)
+    return OnCalendar(expr, local)
 
 
 def deadline_after(schedule: Schedule, last_ping: float, n: int = 1) -> float | None:
@@ -73,14 +146,15 @@ def deadline_after(schedule: Schedule, last_ping: float, n: int = 1) -> float | 
     if schedule.period is not None:
         return last_ping + n * schedule.period
     assert schedule.cron is not None
-    return _cron_deadline(schedule.cron, schedule.tz, last_ping, n)
+    return _expression_deadline(schedule.cron, schedule.tz, last_ping, n)
 
 
 @lru_cache(maxsize=4096)
-def _cron_deadline(expr: str, tz: str, last_ping: float, n: int) -> float | None:
-    """deadline_after for a cron schedule, remembered: walking cronsim costs ~50 us, and a
-    ping asks twice (when the check goes late, when it goes down), as does each page view."""
-    times = _cron_times(expr, tz, last_ping)
+def _expression_deadline(expr: str, tz: str, last_ping: float, n: int) -> float | None:
+    """deadline_after for a cron or OnCalendar schedule, remembered: walking cronsim costs
+    ~50 us, and a ping asks twice (when the check goes late, when it goes down), as does each
+    page view."""
+    times = _occurrences(expr, tz, last_ping)
     moment = None
     for _ in range(n):
         moment = _next_after(times, last_ping)
@@ -90,13 +164,14 @@ def _cron_deadline(expr: str, tz: str, last_ping: float, n: int) -> float | None
     return moment.timestamp()
 
 
-def _next_after(times: CronSim, after: float) -> datetime | None:
+def _next_after(times: Iterator[datetime], after: float) -> datetime | None:
     """The next occurrence that is really later than `after`.
 
-    From a moment in the second showing of an hour the clocks repeat (autumn), cronsim counts
-    from the wall time and offers the first showing of the next slot, which came before the
-    ping: a deadline in the past, and a false alert. The system cron runs a slot in a repeated
-    hour once, at its first showing, so the next slot the job can meet is the one after.
+    From a moment in the second showing of an hour the clocks repeat (autumn), cronsim and
+    oncalendar count from the wall time and offer the first showing of the next slot, which
+    came before the ping: a deadline in the past, and a false alert. cron and systemd run a
+    slot in a repeated hour once, at its first showing, so the next slot the job can meet is
+    the one after.
     """
     for moment in times:
         if moment.timestamp() > after:
@@ -122,8 +197,7 @@ def describe(schedule: Schedule) -> str:
     if schedule.period is not None:
         return f"every {format_duration(schedule.period)}"
     assert schedule.cron is not None
-    words = CronSim(schedule.cron, datetime(2000, 1, 1, tzinfo=UTC)).explain()
-    return f"{words} ({schedule.tz})"
+    return f"{_expression_words(schedule.cron)} ({schedule.tz})"
 
 
 UNIT_NAMES = (("week", 7 * 86400), ("day", 86400), ("hour", 3600), ("minute", 60))
@@ -135,8 +209,16 @@ def in_words(schedule: Schedule) -> str:
     if schedule.period is not None:
         return f"every {_spelled(schedule.period)}"
     assert schedule.cron is not None
-    words = CronSim(schedule.cron, datetime(2000, 1, 1, tzinfo=UTC)).explain()
+    words = _expression_words(schedule.cron)
     return f"{words[:1].lower()}{words[1:]} in {schedule.tz}"
+
+
+def _expression_words(expr: str) -> str:
+    """Cron explained ('At 03:00 on Monday'); OnCalendar as written, one line after another
+    ('On calendar Mon..Fri 09:00 or Sat 12:00'), since systemd's own words are the clearest."""
+    if expression_kind(expr) == "cron":
+        return CronSim(expr, datetime(2000, 1, 1, tzinfo=UTC)).explain()
+    return "On calendar " + " or ".join(calendar_lines(expr))
 
 
 def _spelled(seconds: float) -> str:

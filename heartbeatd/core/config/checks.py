@@ -72,7 +72,9 @@ def _check(table: dict[str, Any], known_notifiers: set[str]) -> CheckDefinition:
     period = get("period", fields.duration, None)
     cron = get("cron", text(fields.cron), None)
     if (period is None) == (cron is None):
-        raise KeyProblem("period", "give either period (e.g. '1h') or cron (e.g. '0 3 * * *')")
+        raise KeyProblem(
+            "period", "give either period (e.g. '1h') or cron (e.g. '0 3 * * *' or 'Mon 09:00')"
+        )
     notifiers = get("notifiers", name_list, None)
     for notifier in notifiers or ():
         if notifier not in known_notifiers:

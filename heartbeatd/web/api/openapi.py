@@ -72,7 +72,11 @@ CHECK_SPEC: dict[str, Any] = {
         "desc": {"type": "string", "maxLength": limits.MAX_DESC},
         "timeout": SECONDS,
         "grace": SECONDS,
-        "schedule": {"type": "string", "maxLength": limits.MAX_CRON, "description": "5-field cron"},
+        "schedule": {
+            "type": "string",
+            "maxLength": limits.MAX_CRON,
+            "description": "5-field cron, or systemd OnCalendar expressions, one per line",
+        },
         "tz": {"type": "string", "description": "an IANA time zone"},
         "manual_resume": {"type": "boolean"},
         "methods": {"enum": ["", "POST"]},

@@ -3,11 +3,13 @@ validation of what clients send (PROTOCOL.md §4.3, §4.4).
 
 Validation is strict, as Healthchecks' is: no coercion, JSON null is refused, and the first
 problem becomes a 400 whose text names the field (`json validation error: timeout is too
-small`), so a client's author knows what to fix. heartbeatd's own differences: 1 s is the
-smallest timeout and grace, `schedule` is a 5-field cron expression (no OnCalendar), and the
-e-mail filters (`subject`, `filter_subject`, ...) are accepted only when empty or false, since
-heartbeatd has no e-mail pings. The HTTP body filters (`success_kw`, `filter_http_body`, ...)
-are body_rules.py's, and a check's other rules (assertions) are kept across updates.
+small`), so a client's author knows what to fix. `schedule` is cron (one line of 5 fields) or
+systemd OnCalendar (anything else, one expression per line), told apart as Healthchecks does.
+heartbeatd's own differences: 1 s is the smallest timeout and grace, an OnCalendar line that
+never fires is refused even beside one that does, and the e-mail filters (`subject`,
+`filter_subject`, ...) are accepted only when empty or false, since heartbeatd has no e-mail
+pings. The HTTP body filters (`success_kw`, `filter_http_body`, ...) are body_rules.py's, and a
+check's other rules (assertions) are kept across updates.
 """
 
 from __future__ import annotations

@@ -181,7 +181,7 @@ def parse_form(
     tz = _field(form, "tz", lambda text: fields.tz(text or "UTC"), errors)
     period = cron = None
     if form["kind"] == "cron":
-        cron = _field(form, "cron", fields.cron, errors)
+        cron = _field(form, "cron", lambda text: fields.cron(one_per_line(text)), errors)
     else:
         period = _field(form, "period", fields.duration, errors)
     grace = _field(form, "grace", fields.duration, errors)
@@ -198,6 +198,11 @@ def parse_form(
         **keep,
     )  # fmt: skip
     return definition, errors
+
+
+def one_per_line(text: str) -> str:
+    """OnCalendar lines as the API sends them: a textarea puts "\r\n" between them."""
+    return "\n".join(line.strip() for line in text.splitlines())
 
 
 def _field(form: dict[str, str], key: str, parse: Callable[[str], T], errors: dict[str, str]

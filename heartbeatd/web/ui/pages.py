@@ -22,7 +22,7 @@ from markupsafe import Markup, escape
 
 from heartbeatd.core.durations import format_duration, format_elapsed
 from heartbeatd.core.errors import plain_errors
-from heartbeatd.core.model import Check, Status, crontab_schedule, late_at, status_at, unique_key
+from heartbeatd.core.model import Check, Status, late_at, run_example, status_at, unique_key
 from heartbeatd.core.rules import CheckRules
 from heartbeatd.core.rules.assertions import Percentile, show_all
 from heartbeatd.core.schedule import in_words, upcoming, zone
@@ -426,8 +426,9 @@ def examples(check: Check, site: str) -> dict[str, str]:
     """Ready-to-paste ways to ping this check from the clients people already use."""
     url = f"{site}/ping/{check.uuid}"
     curl = "curl -fsS -m 10 --retry 5 -o /dev/null"
+    scheduler, line = run_example(check, f"/path/to/job && {curl} {url}")
     return {
-        "crontab": f"{crontab_schedule(check)} /path/to/job && {curl} {url}",
+        scheduler: line,
         "start and exit status": (f"{curl} {url}/start\n/path/to/job\n{curl} {url}/$?"),
         "runitor": f"HC_API_URL={site}/ping runitor -uuid {check.uuid} -- /path/to/job",
         "borgmatic": f"healthchecks:\n    ping_url: {url}",
