@@ -345,8 +345,8 @@ def test_timers_get_their_calendar_as_cron_else_a_period_from_next_and_last() ->
         ("backup", "30 2 * * *", None, "Europe/Berlin"),
         ("systemd-tmpfiles-clean", None, 86400.0, "Europe/Berlin"),
     ]
-    assert skipped == [("fstrim.timer", "no OnCalendar= cron can say, and no NEXT and LAST "
-                                        "run to measure a period from")]  # fmt: skip
+    assert skipped == [("fstrim.timer", "no OnCalendar= heartbeatd can read, and no NEXT and "
+                                        "LAST run to measure a period from")]  # fmt: skip
 
 
 def test_import_systemd_timers_applies_and_prints_drop_ins(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from heartbeatd.core.schedule import (
     upcoming,
     validate_schedule,
 )
+from heartbeatd.importers.systemd import Timer, propose_timers
 from tests.conftest import Daemon, Invoke
 from tests.test_web import PRIVATE, log_in, page
 
@@ -302,3 +303,20 @@ def test_check_add_takes_an_oncalendar_schedule_and_shows_a_systemd_timer(hb: In
     assert "[Timer]\n  OnCalendar=Mon..Fri 09:00 Europe/Berlin\n" in added.output
     bad = hb("check", "add", "other", "--cron", "Mon..Fri 9:99")
     assert bad.exit_code == 2 and "neither cron (5 fields) nor OnCalendar: Bad minute" in bad.output
+
+
+def test_a_timer_whose_calendar_cron_cannot_say_keeps_it_instead_of_a_guessed_period() -> None:
+    """`import systemd-timers` turned a weekday-and-day calendar, or several OnCalendar= lines,
+    into NEXT - LAST: a month's gap for a job that runs twice a month, so a missed run went
+    unseen for weeks. Now the check expects each run systemd makes."""
+    runs = datetime(2026, 11, 1, 6, 30), datetime(2026, 11, 15, 6, 30)
+    timers = [Timer("scrub.timer", "scrub.service", runs[1], runs[0]),
+              Timer("sync.timer", "sync.service", None, None)]  # fmt: skip
+    calendars = {"scrub.timer": ["Sat,Sun *-*-01,15 06:30:00"],
+                 "sync.timer": ["Mon..Fri *-*-* 09:00:00", "Sat *-*-* 12:00:00"]}  # fmt: skip
+    proposals, skipped = propose_timers(timers, calendars, "Europe/Berlin")
+    assert [(p.slug, p.cron, p.period) for p in proposals] == [
+        ("scrub", "Sat,Sun *-*-01,15 06:30:00", None),
+        ("sync", "Mon..Fri *-*-* 09:00:00\nSat *-*-* 12:00:00", None),
+    ]
+    assert skipped == []

@@ -1,8 +1,9 @@
 """`heartbeatd import systemd-timers`: one check per timer that `systemctl list-timers` shows.
 
 A timer's schedule comes from its OnCalendar= (as `systemctl show -p TimersCalendar` prints it,
-normalized) when that has a cron equivalent; otherwise, for monotonic timers and calendar
-events cron cannot say, from the gap between its NEXT and LAST runs.
+normalized): as cron when it has a cron equivalent, else as the OnCalendar lines themselves;
+for monotonic timers and calendar events oncalendar cannot read, from the gap between its
+NEXT and LAST runs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import datetime
 from heartbeatd.core import fields
 from heartbeatd.core.durations import format_duration
 from heartbeatd.core.model import CheckDefinition, slugify
+from heartbeatd.core.schedule import calendar_lines, validate_oncalendar
 from heartbeatd.importers.crontab import columns
 
 COLUMNS = ("NEXT", "LEFT", "LAST", "PASSED", "UNIT", "ACTIVATES")
@@ -179,12 +181,27 @@ def _proposal(timer: Timer, slug: str, specs: list[str], tz: str) -> TimerPropos
     if len(specs) == 1 and (converted := calendar_to_cron(specs[0])):
         cron, zone = converted
         return TimerProposal(timer, slug, cron, None, zone or tz, f"OnCalendar={specs[0]}")
+    if specs and (calendar := _readable_calendar(specs)):
+        return TimerProposal(timer, slug, calendar, None, tz, f"OnCalendar={'; '.join(specs)}")
     if timer.next is None or timer.last is None:
-        return "no OnCalendar= cron can say, and no NEXT and LAST run to measure a period from"
+        return (
+            "no OnCalendar= heartbeatd can read, and no NEXT and LAST run to measure a period from"
+        )
     period = round((timer.next - timer.last).total_seconds() / 60) * 60.0
     if period < 60:
         return "NEXT and LAST are less than a minute apart"
     return TimerProposal(timer, slug, None, period, tz, "NEXT - LAST (approximate)")
+
+
+def _readable_calendar(specs: list[str]) -> str | None:
+    """The timer's OnCalendar= lines as one OnCalendar schedule, if oncalendar reads them all:
+    exact where cron cannot say them (a weekday and a day, seconds, several lines)."""
+    calendar = "\n".join(specs)
+    try:
+        validate_oncalendar(calendar)
+    except ValueError:
+        return None
+    return calendar
 
 
 def drop_in(proposal: TimerProposal) -> list[str]:
@@ -206,6 +223,10 @@ def drop_in(proposal: TimerProposal) -> list[str]:
 def table(proposals: list[TimerProposal], skipped: list[tuple[str, str]]) -> list[str]:
     rows = [("TIMER", "SLUG", "SCHEDULE", "TZ", "FROM")]
     for p in proposals:
-        schedule = p.cron or f"every {format_duration(p.period or 0)}"
+        schedule = (
+            "; ".join(calendar_lines(p.cron))
+            if p.cron
+            else f"every {format_duration(p.period or 0)}"
+        )
         rows.append((p.timer.unit, p.slug, schedule, p.tz, p.source))
     return columns(rows) + [f"skipped {unit}: {why}" for unit, why in skipped]
