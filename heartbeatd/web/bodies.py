@@ -32,9 +32,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from heartbeatd.core.errors import BadRequest
+
 GRACE = 10.0
 MIN_RATE = 500.0
 TOTAL = 60.0
+CHUNK = 64 * 1024
 
 
 def deadline(started: float, received: int) -> float:
@@ -86,3 +89,24 @@ async def paced(request: web.Request) -> AsyncIterator[None]:
         if timer.expired():
             raise too_slow() from None
         raise
+
+
+async def read_capped(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, read at the pace above; None once it passes `limit` bytes (a declared
+    length past it is refused unread), so an oversized body costs at most `limit` bytes of
+    memory. Each caller answers None with its own 413. A body that breaks off or will not
+    decode (bad chunking, bad gzip, the client hung up) is the client's mistake: 400."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with paced(request):
+            async for chunk in request.content.iter_chunked(CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    return None
+                chunks.append(chunk)
+    except (web.RequestPayloadError, ConnectionResetError):
+        raise BadRequest("invalid request body") from None
+    return b"".join(chunks)

@@ -26,7 +26,7 @@ from heartbeatd.web import badges
 from heartbeatd.web.api import schema as api_schema
 from heartbeatd.web.api.openapi import OPENAPI
 from heartbeatd.web.api.schema import Channel, Site
-from heartbeatd.web.bodies import paced
+from heartbeatd.web.bodies import read_capped
 from heartbeatd.web.keys import CHECKS, CLOCK, CONFIG, STORE
 from heartbeatd.web.ping import UUID_FORM
 
@@ -39,7 +39,6 @@ MAX_BODY = 1_000_000
 # body costs us at most this much reading and parsing (2 ms at worst: 65,000 numbers in a list).
 KEYLESS_BODY = 128 * 1024
 KEY_LENGTH = 32
-CHUNK = 64 * 1024
 MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z: the largest a date can show
 MAX_PINGS = 1000
 MAX_PING_NUMBER_DIGITS = 18  # past this, SQLite's integers overflow
@@ -184,16 +183,9 @@ async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
     400 if not an object."""
     if request.method != "POST":
         return {}
-    if request.content_length is not None and request.content_length > limit:
+    raw = await read_capped(request, limit)
+    if raw is None:
         raise TooLarge(limit)
-    chunks, size = [], 0
-    async with paced(request):
-        async for chunk in request.content.iter_chunked(CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise TooLarge(limit)
-            chunks.append(chunk)
-    raw = b"".join(chunks)
     if not raw.strip():
         return {}
     try:
