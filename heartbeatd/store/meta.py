@@ -12,6 +12,7 @@ from heartbeatd.core.errors import Unavailable
 from heartbeatd.store.base import (
     PRUNABLE,
     StoreBase,
+    _same_key,
     _set_meta,
 )
 
@@ -26,6 +27,11 @@ class Meta(StoreBase):
             row = await cur.fetchone()
         assert row is not None
         return str(row[0])
+
+    async def is_ping_key(self, given: str) -> bool:
+        """Whether `given` is the ping key, compared in constant time: for doors that take the
+        key alone (a Sentry DSN), to refuse a stranger before reading what he sends."""
+        return _same_key(await self.ping_key(), given)
 
     async def rotate_ping_key(self) -> str:
         key = secrets.token_urlsafe(16)
