@@ -19,7 +19,7 @@ from heartbeatd.store.retention import Pruner
 from heartbeatd.watch.checks import Checks
 from heartbeatd.watch.monitor import Monitor
 from heartbeatd.watch.selfmon import SELFMON, SelfMonitor
-from heartbeatd.web import badges, ingress, ping, pushgateway
+from heartbeatd.web import badges, ingress, ping, pushgateway, sentry
 from heartbeatd.web import prometheus as metrics
 from heartbeatd.web.api import handlers as api
 from heartbeatd.web.keys import CHECKS, CLOCK, CONFIG, DISPATCHER, MONITOR, STORE, TEMPLATES
@@ -64,6 +64,7 @@ def create_app(
     app = web.Application(middlewares=[limit_misses])  # 404 guesses: see ratelimit.py
     app[MISS_LIMITER] = MissLimiter()
     app[LOGIN_THROTTLE] = LoginThrottle()
+    app[sentry.MANAGED_NOTED] = set()
     app[PASSWORDS] = passwords or Passwords()
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()
@@ -110,6 +111,7 @@ def create_app(
     app.router.add_static("/static", Path(__file__).parent / "ui" / "static")
     app.add_routes(ingress.routes)
     app.add_routes(pushgateway.routes)
+    app.add_routes(sentry.routes)
     app.add_routes(metrics.routes)
     app.add_routes(api.routes)
     app.router.add_route("*", "/{tail:.*}", not_found)  # last: only what nothing else claims
