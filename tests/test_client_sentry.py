@@ -163,6 +163,30 @@ async def test_a_changed_schedule_is_saved_and_goes_down_on_time(daemon: Daemon,
     assert len(await daemon.store.list_checks()) == 1
 
 
+async def test_a_job_that_starts_on_time_and_runs_10_minutes_never_alerts(
+    daemon: Daemon,
+) -> None:
+    """checkin_margin 5, max_runtime 30: Sentry calls such runs healthy every day, and so must
+    heartbeatd, though a start ping does not stop its missed-ping clock (a grace of the margin
+    alone went down at 03:05 each day, and up again at 03:10)."""
+    key = await daemon.store.ping_key()
+    config = {**CRON_CONFIG, "timezone": "UTC", "failure_issue_threshold": 1}
+    await daemon.advance(86400 - (daemon.clock.now() - 3 * 3600) % 86400)  # 03:00 UTC
+    for day in range(3):
+        run = {"check_in_id": str(uuid.uuid4()), "monitor_config": config}
+        url = f"/api/42/cron/nightly/{key}/"
+        started = await daemon.client.post(url, json={**run, "status": "in_progress"})
+        await daemon.advance(10 * 60)
+        assert (await check_row(daemon, "nightly"))[-1] != "down", day
+        finished = await daemon.client.post(url, json={**run, "status": "ok"})
+        assert (started.status, finished.status) == (202, 202)
+        await daemon.advance(86400 - 10 * 60)
+    await daemon.advance(35 * 60 + 1)  # the fourth run never starts: down once its grace ends
+    assert (await check_row(daemon, "nightly"))[-1] == "down"
+    flips = await daemon.query("SELECT old_status, new_status FROM flips")
+    assert flips == [("new", "up"), ("up", "down")]
+
+
 async def test_an_invalid_config_value_is_dropped_and_the_check_in_counts(
     daemon: Daemon, sdk: Sdk
 ) -> None:
@@ -277,6 +301,22 @@ async def test_an_envelope_past_its_cap_is_refused_with_413(daemon: Daemon) -> N
     assert await pings(daemon) == []
 
 
+async def test_an_envelope_that_will_not_decode_is_400_and_records_nothing(
+    daemon: Daemon,
+) -> None:
+    await daemon.add("backup")
+    key = await daemon.store.ping_key()
+    headers = {"Content-Encoding": "gzip", "Connection": "close", **auth(key)}
+    response = await daemon.client.post("/api/42/envelope/", data=b"not gzip", headers=headers)
+    assert (response.status, await response.text()) == (400, "invalid request body")
+    broken = await post_envelope(daemon, b'{}\n{"type":"check_in","length":99}\n{}', **auth(key))
+    assert (broken.status, await broken.text()) == (400, "invalid envelope")
+    assert await pings(daemon) == []
+    assert (
+        await post_envelope(daemon, envelope_bytes(check_in_item("backup")), **auth(key))
+    ).status == 200
+
+
 async def test_a_wrong_key_is_refused_before_the_body_is_read(daemon: Daemon) -> None:
     """Only the headers are sent, declaring 1 MB: the answer cannot wait for the body."""
     port = daemon.client.server.port
@@ -364,7 +404,7 @@ def test_an_envelope_is_read_by_its_item_lengths_and_lines() -> None:
     header, at = sentry.envelope_header(data)
     assert header == {"event_id": "x"}
     assert sentry.check_in_payloads(data, at) == [check_in, None]
-    for broken in (b"[]\n", b"{}\n[1]\n", b'{}\n{"type":"event","length":-1}\n'):
+    for broken in (b"[]\n", b"{}\n[1]\n", b'{}\n{"length":-1}\n', b'{}\n{"length":3}\nab'):
         with pytest.raises(ValueError):
             sentry.check_in_payloads(broken, sentry.envelope_header(broken)[1])
 

@@ -162,11 +162,15 @@ def check_in_payloads(data: bytes, at: int) -> list[object]:
         length = item.get("length")
         if length is None:
             payload, at = _line(data, at)
-        elif isinstance(length, int) and not isinstance(length, bool) and length >= 0:
+        elif (
+            isinstance(length, int)
+            and not isinstance(length, bool)
+            and 0 <= length <= len(data) - at
+        ):
             payload, at = data[at : at + length], at + length
             at += data[at : at + 1] == b"\n"
         else:
-            raise ValueError("an item length is not a whole number")
+            raise ValueError("an item length is not a whole number of the bytes left")
         if item.get("type") == "check_in":
             try:
                 payloads.append(_json(payload))
