@@ -47,12 +47,11 @@ from heartbeatd.core.errors import (
 )
 from heartbeatd.core.limits import MAX_SLUG
 from heartbeatd.core.model import Check, CheckDefinition
-from heartbeatd.store import BySlug
 from heartbeatd.web.api import schema as api_schema
 from heartbeatd.web.bodies import read_capped
 from heartbeatd.web.ingress import sensible_duration
 from heartbeatd.web.keys import CHECKS, STORE
-from heartbeatd.web.ping import SLUG_CHARS, accept, ping_in
+from heartbeatd.web.ping import SLUG_CHARS, accept, by_slug, ping_in
 
 log = logging.getLogger("heartbeatd")
 routes = web.RouteTableDef()
@@ -394,7 +393,7 @@ async def record(request: web.Request, key: str, found: CheckIn) -> None:
         await apply_config(request, found.slug, found.config)
     incoming = ping_in(request, found.action, None, found.rid, b"", 0)
     incoming = replace(incoming, duration=found.duration, metrics=(), notes=())
-    await accept(request, BySlug(key, found.slug), incoming)
+    await accept(request, by_slug(key, found.slug), incoming)
 
 
 async def apply_config(request: web.Request, slug: str, config: Mapping[str, Any]) -> None:
