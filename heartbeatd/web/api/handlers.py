@@ -33,6 +33,10 @@ from heartbeatd.web.ping import UUID_FORM
 routes = web.RouteTableDef()
 
 PREFIX = "/api/v{version:[123]}"
+# Healthchecks' list paths end in a slash; Ansible's community.healthchecksio calls them without
+# one (`checks`, `channels`, `checks/<uuid>/pings`), which Healthchecks answers with a redirect.
+# A redirected POST loses its body, so both forms are answered alike instead.
+SLASH = "{slash:/?}"
 MAX_BODY = 1_000_000
 # A body read before its key is checked (the key is its `api_key`) is cut here. The largest
 # definition limits.py allows, every character escaped as \uXXXX, is about 82 kB; a stranger's
@@ -200,7 +204,7 @@ async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
 # -- checks ---------------------------------------------------------------------------------
 
 
-@routes.route("*", f"{PREFIX}/checks/")
+@routes.route("*", f"{PREFIX}/checks{SLASH}")
 @endpoint("GET", "POST", readers=True)
 async def checks(call: Call) -> web.StreamResponse:
     if call.request.method == "POST":
@@ -260,7 +264,7 @@ async def resume(call: Call) -> web.StreamResponse:
 # -- pings and flips ------------------------------------------------------------------------
 
 
-@routes.route("*", f"{PREFIX}/checks/{{code}}/pings/")
+@routes.route("*", f"{PREFIX}/checks/{{code}}/pings{SLASH}")
 @endpoint("GET")
 async def pings(call: Call) -> web.StreamResponse:
     """Newest first; each success or failure that closed a run carries its duration."""
@@ -284,7 +288,7 @@ async def ping_body(call: Call) -> web.StreamResponse:
     return web.Response(body=body, content_type="text/plain")
 
 
-@routes.route("*", f"{PREFIX}/checks/{{code}}/flips/")
+@routes.route("*", f"{PREFIX}/checks/{{code}}/flips{SLASH}")
 @endpoint("GET", readers=True)
 async def flips(call: Call) -> web.StreamResponse:
     """`{"flips": [...]}`, newest first, filtered by `seconds`, `start` and `end`.
@@ -316,7 +320,7 @@ def whole_number(query: Mapping[str, str], name: str, high: int = MAX_TIMESTAMP)
 # -- the rest -------------------------------------------------------------------------------
 
 
-@routes.route("*", f"{PREFIX}/channels/")
+@routes.route("*", f"{PREFIX}/channels{SLASH}")
 @endpoint("GET")
 async def channels(call: Call) -> web.StreamResponse:
     """heartbeatd's notifiers, as Healthchecks' integrations (`kind` is the notifier type)."""
@@ -325,7 +329,7 @@ async def channels(call: Call) -> web.StreamResponse:
     )
 
 
-@routes.route("*", f"{PREFIX}/badges/")
+@routes.route("*", f"{PREFIX}/badges{SLASH}")
 @endpoint("GET", readers=True)
 async def badge_list(call: Call) -> web.StreamResponse:
     """Badge URLs for every tag, and `*` for all checks (badges.py serves them)."""
@@ -344,7 +348,7 @@ async def badge_list(call: Call) -> web.StreamResponse:
     return web.json_response({"badges": result})
 
 
-@routes.get(f"{PREFIX}/status/")
+@routes.get(f"{PREFIX}/status{SLASH}")
 async def status(request: web.Request) -> web.Response:
     """Database liveness for load balancers: no key, plain `OK`, as Healthchecks answers;
     503 with a one-line reason while the database cannot be read or cannot take writes."""
@@ -362,7 +366,7 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(OPENAPI, headers={"Access-Control-Allow-Origin": "*"})
 
 
-@routes.route("*", "/api/v3/audit/")
+@routes.route("*", f"/api/v3/audit{SLASH}")
 @endpoint("GET")
 async def audit(call: Call) -> web.StreamResponse:
     """heartbeatd's extension: the audit log, newest first (`?limit=`, default 100)."""
