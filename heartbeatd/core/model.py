@@ -282,6 +282,15 @@ def run_example(check: Check, command: str) -> tuple[str, str]:
     return "systemd timer", f"[Timer]\n{calendar}\n[Service]\nExecStart=/bin/sh -c '{command}'"
 
 
+def label(check: Check) -> str:
+    """What logs and messages call a check: its slug, else its name, else its unique key.
+
+    A check made through the v3 API needs neither a slug nor a name; its UUID is never used,
+    as it is the secret of the check's ping URL.
+    """
+    return check.slug or check.name or unique_key(check.uuid)
+
+
 def crontab_schedule(check: Check) -> str:
     """A crontab schedule that runs as often as the check expects (a guess for odd periods)."""
     if check.cron:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from heartbeatd.core.config import Config
 from heartbeatd.core.durations import format_elapsed
-from heartbeatd.core.model import Check, Flip, unique_key
+from heartbeatd.core.model import Check, Flip, label, unique_key
 from heartbeatd.core.rules.assertions import show_all
 from heartbeatd.core.schedule import describe
 from heartbeatd.notify.options import OptionError
@@ -86,8 +86,13 @@ class Event:
         return self.kind in ("down", "repeat")
 
     @property
+    def check_name(self) -> str:
+        """The check as a message names it: its name, else what the log calls it."""
+        return self.check.name or label(self.check)
+
+    @property
     def summary(self) -> str:
-        name = self.check.name or self.check.slug
+        name = self.check_name
         why = f" ({self.flip.detail})" if self.flip.detail else f" ({self.flip.reason})"
         if self.flip.reason == "assertion":  # the job ran but broke `bytes > 0 (got 0)`
             why = f" (assertion: {self.flip.detail})"

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from heartbeatd.core.clock import Clock
 from heartbeatd.core.config import NotifierSpec
-from heartbeatd.core.model import Status, status_at
+from heartbeatd.core.model import Status, label, status_at
 from heartbeatd.notify import Event, Notifier, NotifyError
 from heartbeatd.notify.slots import Slots
 from heartbeatd.store import OutboxItem, Store
@@ -205,7 +205,7 @@ class Dispatcher:
         now = self._clock.now()
         await self._store.notification_sent(item.id, now, self._next_reminder(item, now))
         self.attempts["sent"] += 1
-        log.info("%s: %s sent for %s in %.2fs", item.notifier, item.event, item.check.slug, took)
+        log.info("%s: %s sent for %s in %.2fs", item.notifier, item.event, label(item.check), took)
         if item.notifier in self._failing:
             self._failing.discard(item.notifier)
             log.warning("notifier %s works again", item.notifier)
@@ -239,11 +239,11 @@ class Dispatcher:
             self._failing.add(item.notifier)
             log.error("notifier %s is failing: %s", item.notifier, text)
         what = "gave up" if gave_up else f"retry in {retry_at - now:.0f}s"
-        log.debug("%s: %s for %s failed (%s): %s", item.notifier, item.event, item.check.slug,
+        log.debug("%s: %s for %s failed (%s): %s", item.notifier, item.event, label(item.check),
                   what, text)  # fmt: skip
         if gave_up:
             log.error("%s: %s for %s not delivered: %s", item.notifier, item.event,
-                      item.check.slug, text)  # fmt: skip
+                      label(item.check), text)  # fmt: skip
 
     def _policy(self, name: str) -> NotifierSpec:
         return self._policies.get(name, DEFAULT_POLICY)

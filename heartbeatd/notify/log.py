@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from heartbeatd.core.model import label
 from heartbeatd.notify import Event
 from heartbeatd.notify.options import Options
 
@@ -20,7 +21,7 @@ class LogNotifier:
 
     async def send(self, event: Event) -> None:
         level = logging.WARNING if event.kind == "down" else logging.INFO
-        log.log(level, "%s [%s, %s]", event.summary, event.check.slug or "-", event.ping_url)
+        log.log(level, "%s [%s, %s]", event.summary, label(event.check), event.ping_url)
 
     async def close(self) -> None:
         pass

@@ -41,7 +41,7 @@ class PushoverNotifier(HttpNotifier):
 
     async def send(self, event: Event) -> None:
         priority = self.priority_down if event.is_problem else self.priority_up
-        name = event.check.name or event.check.slug
+        name = event.check_name
         form = {
             "token": self.token,
             "user": self.user,

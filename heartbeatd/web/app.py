@@ -12,6 +12,7 @@ from aiohttp import web
 from heartbeatd.core.clock import Clock, SystemClock
 from heartbeatd.core.config import Config
 from heartbeatd.core.errors import not_found
+from heartbeatd.core.model import label
 from heartbeatd.notify import build_notifiers, make_router
 from heartbeatd.notify.dispatch import Dispatcher
 from heartbeatd.store import Store
@@ -53,7 +54,7 @@ async def load_checks(store: Store, config: Config, now: float) -> None:
         log.info("%s", change)
     for check in await store.list_checks():
         for key, why in check.rules.body.refused() if check.rules.body else ():
-            log.warning("check %s: %s is not run until replaced: %s", check.slug, key, why)
+            log.warning("check %s: %s is not run until replaced: %s", label(check), key, why)
 
 
 def create_app(
