@@ -297,6 +297,99 @@ async def test_an_unknown_snitch_is_plain_not_found(daemon: Daemon, token: str) 
     await assert_answer(response, 404, "not found", "text/plain")
 
 
+# -- Gatus external endpoints --------------------------------------------------------------
+
+# gatus-sdk @f7d1747 client.go:119-131 (doRequestWithAuth): the headers of every push; its
+# endpoints.go:249-257 (PushExternalEndpointResult) builds the query with url.Values.Encode,
+# which sorts the keys and writes a space as "+"; `error` and `duration` only when given.
+GATUS_SDK = {"User-Agent": "GatusSDK/1.0", "Accept": "application/json", "Accept-Encoding": "gzip"}
+
+
+async def gatus_push(daemon: Daemon, key: str, token: str, query: str) -> Any:
+    headers = {**GATUS_SDK, "Authorization": f"Bearer {token}"}
+    return await daemon.client.post(f"/api/v1/endpoints/{key}/external?{query}", headers=headers)
+
+
+async def test_gatus_cli_pushes_success_and_failure_to_the_check_named_by_its_key(
+    daemon: Daemon,
+) -> None:
+    """`gatus-cli external-endpoint push --key core_ext-ep-test --token <ping key> --success
+    --duration 2s`, then the same with `--error "Connection timeout" --duration 1m30.5s`."""
+    check = await daemon.add("core_ext-ep-test")
+    key = await daemon.store.ping_key()
+    response = await gatus_push(daemon, "core_ext-ep-test", key, "duration=2s&success=true")
+    await assert_answer(response, 200, "", "text/plain")
+    assert await status_of(daemon, check.uuid) == "up"
+    query = "duration=1m30.5s&error=Connection+timeout&success=false"
+    response = await gatus_push(daemon, "core_ext-ep-test", key, query)
+    await assert_answer(response, 200, "", "text/plain")
+    stored = await pings(daemon)
+    assert [(kind, body, duration) for kind, _, _, _, body, duration, _ in stored] == [
+        ("success", None, 2.0),
+        ("fail", b"Connection timeout", 90.5),
+    ]
+    assert stored[0][6] == "GatusSDK/1.0"
+    assert await status_of(daemon, check.uuid) == "down"
+
+
+async def test_a_gatus_error_on_a_success_is_ignored_as_gatus_ignores_it(daemon: Daemon) -> None:
+    await daemon.add("core_db")
+    key = await daemon.store.ping_key()
+    await gatus_push(daemon, "core_db", key, "error=stale&success=true")
+    assert [(p[0], p[4], p[5]) for p in await pings(daemon)] == [("success", None, None)]
+
+
+@pytest.mark.parametrize(
+    ("query", "authorization", "key", "status", "text"),
+    [
+        ("", "Bearer {ping_key}", "core_db", 400, "missing or invalid success query parameter"),
+        ("success=yes", "Bearer {ping_key}", "core_db", 400,
+         "missing or invalid success query parameter"),
+        ("success=true", None, "core_db", 401, "invalid Authorization header"),
+        ("success=true", "Basic {ping_key}", "core_db", 401, "invalid Authorization header"),
+        ("success=true", "Bearer wrong-key", "core_db", 404, "not found"),
+        ("success=true", "Bearer {ping_key}", "core_nothing", 404, "not found"),
+        ("success=true", "Bearer {ping_key}", "CORE_DB", 404, "not found"),
+        ("duration=abc&success=true", "Bearer wrong-key", "core_db", 404, "not found"),
+        ("duration=abc&success=true", "Bearer {ping_key}", "core_db", 400,
+         'invalid duration: time: invalid duration "abc"'),
+        ("duration=5&success=true", "Bearer {ping_key}", "core_db", 400,
+         'invalid duration: time: missing unit in duration "5"'),
+        ("duration=2d&success=true", "Bearer {ping_key}", "core_db", 400,
+         'invalid duration: time: unknown unit "d" in duration "2d"'),
+    ],
+)  # fmt: skip
+async def test_gatus_refusals_are_gatus_own_answers_and_record_nothing(
+    daemon: Daemon, query: str, authorization: str | None, key: str, status: int, text: str
+) -> None:
+    """In Gatus's order: success, the header, the endpoint and its token, the duration."""
+    await daemon.add("core_db")
+    headers = dict(GATUS_SDK)
+    if authorization is not None:
+        headers["Authorization"] = authorization.format(ping_key=await daemon.store.ping_key())
+    url = f"/api/v1/endpoints/{key}/external?{query}"
+    await assert_answer(await daemon.client.post(url, headers=headers), status, text, "text/plain")
+    assert await pings(daemon) == []
+
+
+@pytest.mark.parametrize(
+    ("duration", "seconds"),
+    [("0", 0.0), ("1h2m3s", 3723.0), ("1.5h", 5400.0), ("300ms", 0.3), ("2\u00b5s", 2e-6),
+     (".5s", 0.5), ("%2B4s", 4.0), ("-3s", None)],
+)  # fmt: skip
+async def test_gatus_durations_are_read_as_go_reads_them(
+    daemon: Daemon, duration: str, seconds: float | None
+) -> None:
+    """Go's time.ParseDuration forms; a negative one is accepted by Gatus and dropped here,
+    as any run length that cannot be one is (the push itself still counts)."""
+    await daemon.add("core_db")
+    response = await gatus_push(
+        daemon, "core_db", await daemon.store.ping_key(), f"duration={duration}&success=true"
+    )
+    assert response.status == 200
+    assert (await pings(daemon))[0][5] == pytest.approx(seconds)
+
+
 # -- borgmatic's Healthchecks hook ---------------------------------------------------------
 
 

@@ -10,6 +10,8 @@ has an API key and a monitor key, takes the instance ping key and the check's sl
 - Cronitor:         /cronitor/<uuid>[/run|/complete|/fail] and /cronitor/p/<ping-key>/<slug>
                     (cronitor.link's paths under /cronitor)
 - Dead Man's Snitch: /snitch/<uuid>?m=&s=                             (nosnch.in's under /snitch)
+- Gatus external endpoint: POST /api/v1/endpoints/<slug>/external?success=&error=&duration=
+                    with `Authorization: Bearer <ping-key>`                    (Gatus's own path)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
@@ -26,7 +29,7 @@ from aiohttp import web
 
 from heartbeatd.core.errors import BadRequest, HeartbeatdError, NotFound, plain_errors
 from heartbeatd.store import BySlug, ByUuid
-from heartbeatd.web.keys import CONFIG
+from heartbeatd.web.keys import CONFIG, STORE
 from heartbeatd.web.ping import SLUG_CHARS, UUID_FORM, accept, ping_in, read_body
 
 routes = web.RouteTableDef()
@@ -227,3 +230,97 @@ def snitch_status(status: str) -> tuple[str, int | None]:
         code = int(status)
         return ("fail" if code else "success"), code
     return "fail", None
+
+
+# -- Gatus -----------------------------------------------------------------------------------
+
+
+GO_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0,
+               "m": 60.0, "h": 3600.0}  # fmt: skip
+GO_DURATION_TERM = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
+GO_MAX_DURATION = (2**63 - 1) / 1e9  # Go's time.Duration: int64 nanoseconds
+
+
+@routes.post("/api/v1/endpoints/{key}/external")
+async def gatus_external(request: web.Request) -> web.Response:
+    """A Gatus external endpoint's push: the key is the check's slug and the bearer token the
+    instance ping key, so a Gatus user names the check after the endpoint's key
+    (`<group>_<name>`, e.g. `core_ext-ep-test`) and pushes with `--token <ping key>`.
+
+    Checked in Gatus's order, with its texts: `success` (400), the Authorization header (401),
+    the endpoint (404; here also for a wrong token: the ping key is instance-wide, so telling
+    which slugs exist to whoever lacks it would say more than Gatus's per-endpoint tokens do),
+    then `duration` (400). An `error` is kept as the body of a failure; the answer is an empty
+    200, as Gatus gives.
+    """
+    success = request.query.get("success")
+    if success not in ("true", "false"):
+        return gatus_answer(400, "missing or invalid success query parameter")
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        return gatus_answer(401, "invalid Authorization header")
+    token = header.removeprefix("Bearer ").strip()
+    if not token:
+        return gatus_answer(401, "bearer token must not be empty")
+    try:
+        target = gatus_target(token, request.match_info["key"])
+        if not await request.app[STORE].knows(target):
+            raise NotFound()
+        reported = request.query.get("duration", "")
+        duration = go_duration(reported) if reported else None
+    except HeartbeatdError as e:
+        return gatus_answer(e.status, e.text)
+    except ValueError as e:
+        return gatus_answer(400, f"invalid duration: {e}")
+    action = "success" if success == "true" else "fail"
+    body, size = message_body(request, request.query.get("error", "") if action == "fail" else "")
+    incoming = ping_in(request, action, None, None, body, size)
+    try:
+        await accept(
+            request,
+            target,
+            replace(incoming, duration=None if duration is None else sensible_duration(duration)),
+        )
+    except HeartbeatdError as e:
+        return gatus_answer(e.status, e.text)
+    return gatus_answer(200, "")
+
+
+def gatus_answer(status: int, text: str) -> web.Response:
+    """Plain text, as Gatus's (fiber's SendString) answers are."""
+    return web.Response(status=status, text=text)
+
+
+def gatus_target(token: str, key: str) -> BySlug:
+    """Gatus lowercases its keys: a key in upper case, or with a character no slug has, names
+    no check."""
+    if not (SLUG_CHARS.fullmatch(token) and SLUG_CHARS.fullmatch(key)) or key != key.lower():
+        raise NotFound()
+    return BySlug(token, key)
+
+
+def go_duration(text: str) -> float:
+    """Seconds from a Go duration string (`1m30s`, `1.5h`, `-2ms`, `0`), as Go's
+    time.ParseDuration reads it; raises ValueError with Go's own message."""
+    quoted = f'"{text}"'
+    rest = text[1:] if text[:1] in "+-" else text
+    if rest == "0":
+        return 0.0
+    if not rest:
+        raise ValueError(f"time: invalid duration {quoted}")
+    seconds, at = 0.0, 0
+    while at < len(rest):
+        term = GO_DURATION_TERM.match(rest, at)
+        assert term is not None  # every part of the pattern may be empty
+        whole, fraction, unit = term.groups()
+        if not whole and not fraction:
+            raise ValueError(f"time: invalid duration {quoted}")
+        if not unit:
+            raise ValueError(f"time: missing unit in duration {quoted}")
+        if unit not in GO_UNITS:
+            raise ValueError(f'time: unknown unit "{unit}" in duration {quoted}')
+        seconds += float(f"{whole or 0}.{fraction or 0}") * GO_UNITS[unit]
+        at = term.end()
+    if seconds > GO_MAX_DURATION:
+        raise ValueError(f"time: invalid duration {quoted}")
+    return -seconds if text.startswith("-") else seconds
