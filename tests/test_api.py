@@ -425,6 +425,43 @@ async def test_pings_are_listed_newest_first_with_durations_by_rid(api: Api) -> 
     assert (await api.call("GET", f"checks/{check['uuid']}/pings/1/body"))[0] == 404
 
 
+async def test_overlapping_runs_each_get_their_duration_as_healthchecks_gives_them(
+    api: Api,
+) -> None:
+    """start a, start b, success b, fail a: both finishes carry their own run's duration (the
+    check only remembers the last start). A finish without rid pairs with the start without
+    one, past runs with rids between; a second finish of a run gets none; a start older than
+    Healthchecks' 72 h lookback closes no run."""
+    check = await api.create(timeout=86400, grace=3600)
+    run_a, run_b = RID, "0f0e0d0c-0b0a-4909-8807-060504030201"
+    await api.ping(check, f"/start?rid={run_a}")
+    await api.daemon.advance(10)
+    await api.ping(check, f"/start?rid={run_b}")
+    await api.ping(check, "/start")
+    await api.daemon.advance(5)
+    await api.ping(check, f"?rid={run_b}")
+    await api.daemon.advance(20)
+    await api.ping(check, f"/fail?rid={run_a}")
+    await api.ping(check, f"/log?rid={run_a}")
+    await api.ping(check)
+    await api.ping(check, f"?rid={run_a}")
+    await api.ping(check, f"/start?rid={run_b}")
+    await api.daemon.advance(72 * 3600)
+    await api.ping(check, f"?rid={run_b}")
+    _, answer = await api.call("GET", f"checks/{check['uuid']}/pings")
+    finishes = [(p["type"], p["rid"], p.get("duration")) for p in reversed(answer["pings"])
+                if p["type"] in ("success", "fail")]  # fmt: skip
+    assert finishes == [
+        ("success", run_b, 5.0),
+        ("fail", run_a, 35.0),
+        ("success", None, 25.0),
+        ("success", run_a, None),
+        ("success", run_b, None),
+    ]
+    _, read = await api.call("GET", f"checks/{check['uuid']}")
+    assert "last_duration" not in read
+
+
 async def test_flips_are_listed_and_filtered(api: Api) -> None:
     check = await api.create()
     start = int(api.daemon.clock.now())

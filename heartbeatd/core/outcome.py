@@ -3,11 +3,13 @@
 The store reads the check, calls `outcome` and persists what it returns, in one transaction;
 it decides nothing itself. The only inputs beyond the three are what cannot be had without
 I/O: the body rules' decision when they search (made beside the event loop, see
-`pending_search`) and the check's metric history for relative assertions (`p95 * 3`).
+`pending_search`), the check's metric history for relative assertions (`p95 * 3`), and when
+a run the check no longer remembers began (`run_length`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from heartbeatd.core import model, rules
@@ -15,6 +17,9 @@ from heartbeatd.core.model import Check, Flip
 from heartbeatd.core.rules import metrics as ping_metrics
 from heartbeatd.core.rules.assertions import History
 from heartbeatd.core.rules.body import BodyRules
+
+MAX_RUN = 72 * 3600.0  # a longer run has no duration (Healthchecks' MAX_DURATION)
+RunStart = Callable[[], float | None]  # when the run a finish closes began, from its pings
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,21 +75,41 @@ def outcome(
     now: float,
     decision: BodyDecision | None = None,
     history: History = lambda name: [],
+    run_start: RunStart = lambda: None,
 ) -> Outcome:
     """Apply `ping` to `check` (updating its state, as model.apply_ping does) and say what
     to store: its effective kind after the check's rules, the flip, the closed run's length."""
     kind = model.effective_action(check, ping.action, ping.method)
     detail = f"exit status {ping.exit_status}" if ping.exit_status else ""
     reason, metrics, notes = "", dict(ping.metrics), ping.notes
+    duration = run_length(check, ping, now, run_start)
     if check.rules and kind != "ign":
-        verdict, metrics, notes = _judge(check, kind, ping, now, decision, history)
+        verdict, metrics, notes = _judge(check, kind, ping, duration, decision, history)
         kind, reason, detail = verdict.action, verdict.reason, verdict.detail or detail
     flip = model.apply_ping(check, kind, ping.rid, now, detail, reason)
     finished = kind in ("success", "fail")
-    if finished and check.last_duration is None:
-        check.last_duration = ping.duration  # no start ping paired it; the client's own timing
-    duration = check.last_duration if finished else None
-    return Outcome(kind, flip, duration, metrics, notes)
+    if finished:
+        check.last_duration = duration  # also of a run the check no longer remembers
+    return Outcome(kind, flip, duration if finished else None, metrics, notes)
+
+
+def run_length(check: Check, ping: PingIn, now: float, run_start: RunStart) -> float | None:
+    """How long the run this ping would close has taken, else the client's own timing.
+
+    The run the check remembers (its last start, when the rid matches) needs no I/O. Runs
+    overlap, though: `start?rid=a`, `start?rid=b`, success b, fail a. Then, as Healthchecks'
+    Ping.duration does, a finish pairs with the newest earlier start of its rid (without
+    rid: the newest start without one) unless a finish of that rid came between: `run_start`
+    reads that from the check's pings, asked only for a ping sent as a finish. A run longer
+    than MAX_RUN has no duration, as in Healthchecks' ping list.
+    """
+    length = model.run_duration(check, ping.rid, now)
+    if length is None and ping.action in ("success", "fail"):
+        started = run_start()
+        length = None if started is None else now - started
+    if length is not None and length < MAX_RUN:
+        return length
+    return ping.duration
 
 
 def _ignored(check: Check, ping: PingIn) -> bool:
@@ -95,14 +120,14 @@ def _judge(
     check: Check,
     kind: str,
     ping: PingIn,
-    now: float,
+    duration: float | None,
     decision: BodyDecision | None,
     history: History,
 ) -> tuple[rules.Verdict, dict[str, float], tuple[str, ...]]:
     """The check's rules applied to a ping: the verdict, and the metrics and notes to store.
 
-    The run's duration (from its start ping, else the client's timing) is the metric
-    `duration` unless the ping reported one itself; it is stored in the duration column.
+    The run's `duration` (run_length) is the metric `duration` unless the ping reported one
+    itself; it is stored in the duration column.
     """
     metrics, notes = dict(ping.metrics), ping.notes
     if check.rules.json_metrics and ping.json_body:
@@ -110,9 +135,6 @@ def _judge(
         metrics = {**found, **metrics}
         notes += tuple(more)
     measured = dict(metrics)
-    duration = model.run_duration(check, ping.rid, now)
-    if duration is None:
-        duration = ping.duration
     if duration is not None:
         measured.setdefault("duration", duration)
     verdict = rules.judge(

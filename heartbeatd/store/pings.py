@@ -13,7 +13,7 @@ from typing import Any
 from heartbeatd.core import model
 from heartbeatd.core.errors import NotFound
 from heartbeatd.core.model import Check, CheckDefinition
-from heartbeatd.core.outcome import BodyDecision, PingIn, outcome, pending_search
+from heartbeatd.core.outcome import MAX_RUN, BodyDecision, PingIn, outcome, pending_search
 from heartbeatd.core.rules import assertions
 from heartbeatd.core.rules.body import BodyRules
 from heartbeatd.store.base import (
@@ -70,7 +70,8 @@ class Pings(StoreBase):
         if search is not None:
             return search
         history = functools.partial(_history, conn, check.id)
-        result = outcome(check, ping, now, decision, history)
+        run_start = functools.partial(_run_start, conn, check, ping.rid, now)
+        result = outcome(check, ping, now, decision, history, run_start)
         conn.execute(
             INSERT_PING,
             (
@@ -292,6 +293,23 @@ def _keep_last_metrics(
         "ON CONFLICT (check_id, name) DO UPDATE SET value = excluded.value",
         [(check_id, name, value, MAX_TRACKED_METRICS) for name, value in metrics.items()],
     )
+
+
+RUN_SCAN = 1000  # a finish looks this many pings back for its start, at most
+
+
+def _run_start(conn: sqlite3.Connection, check: Check, rid: str | None, now: float) -> float | None:
+    """When the run a finish with `rid` closes began: the newest start of that rid in the
+    check's pings, unless a finish of it came later (outcome.run_length). One walk of the
+    (check_id, n, kind) index, newest first, stopping at the first ping of the rid; at most
+    RUN_SCAN pings and MAX_RUN back."""
+    row = conn.execute(
+        "SELECT kind, created FROM pings WHERE check_id = ? AND n > ? "
+        "AND kind IN ('start', 'success', 'fail') AND rid IS ? AND created > ? "
+        "ORDER BY n DESC LIMIT 1",
+        (check.id, check.n_pings - RUN_SCAN, rid, now - MAX_RUN),
+    ).fetchone()
+    return float(row[1]) if row is not None and row[0] == "start" else None
 
 
 def _history(conn: sqlite3.Connection, check_id: int, metric: str) -> list[float]:
