@@ -150,14 +150,78 @@ async def test_a_background_process_holding_the_output_does_not_delay_the_report
     assert (await pings(daemon))[-1][:2] == ("success", 0)
 
 
-async def test_an_unreachable_monitor_does_not_stop_the_job_and_warns_once() -> None:
-    url = f"http://127.0.0.1:{free_port()}/ping/{uuid.uuid4()}"
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "monitor.invalid"])
+async def test_a_refused_or_unresolvable_monitor_is_not_retried_and_warns_once(host: str) -> None:
+    """No later try gets through a closed port or an unknown host: the job's exit is not
+    held for retries (it was: 1+2+4+8 s of them for the final ping)."""
+    url = f"http://{host.format(port=free_port())}/ping/{uuid.uuid4()}"
     run = await wrap(url, "sh", "-c", "echo still ran; exit 5")
     assert run.code == 5
     assert run.stdout == b"still ran\n"
     warnings = run.stderr.decode().splitlines()
     assert len(warnings) == 1 and warnings[0].startswith("heartbeatd run: warning: ping failed")
-    assert run.sleeps == [1, 2, 4, 8] * 2  # five tries for the start, five for the finish
+    assert run.sleeps == []
+
+
+def wrapper_env(**variables: str) -> dict[str, str]:
+    """Our environment without the variables `heartbeatd run` reads, plus `variables`."""
+    ours = ("HEARTBEATD_", "HC_API_URL")
+    return {k: v for k, v in os.environ.items() if not k.startswith(ours)} | variables
+
+
+async def run_wrapper(env: dict[str, str], *args: str) -> tuple[int, bytes, bytes, float]:
+    """`heartbeatd run ARGS` as a process: exit code, output, and its wall time."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "heartbeatd", "run", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out, err, loop.time() - began
+
+
+async def test_a_job_exits_at_once_when_the_monitor_refuses_the_connection(
+    tmp_path: Path,
+) -> None:
+    """The real command against a closed port: the job's own time plus start-up, no retries."""
+    closed = f"http://127.0.0.1:{free_port()}/ping"
+    code, out, err, took = await run_wrapper(
+        wrapper_env(), "--db", str(tmp_path / "none.db"), "--url", closed,
+        "--check", str(uuid.uuid4()), "--", "sh", "-c", "echo ran; exit 3",
+    )  # fmt: skip
+    assert (code, out) == (3, b"ran\n")
+    assert err.decode().count("\n") == 1 and "Connection refused" in err.decode()
+    assert took < 5.0  # start-up; the retries alone took 15 s
+
+
+@pytest.mark.parametrize(
+    ("flags", "env"),
+    [
+        (["--url", "{endpoint}"], {}),
+        (["--url", "{endpoint}/"], {"HC_API_URL": "{closed}"}),
+        ([], {"HC_API_URL": "{endpoint}"}),
+        ([], {"HEARTBEATD_URL": "{site}", "HC_API_URL": "{closed}"}),
+        ([], {"HC_API_URL": "{endpoint}", "HEARTBEATD_SITE_URL": "{closed}"}),
+    ],
+)
+async def test_the_url_may_be_the_ping_endpoint_as_runitor_users_write_it(
+    daemon: Daemon, tmp_path: Path, flags: list[str], env: dict[str, str]
+) -> None:
+    """--url, then HEARTBEATD_URL, then HC_API_URL, then the config's site_url; each may be
+    the site or its /ping endpoint (it was pinged at /ping/ping/<uuid>: 404)."""
+    check = await daemon.add()
+    site = str(daemon.client.make_url("")).rstrip("/")
+    urls = {"site": site, "endpoint": f"{site}/ping", "closed": f"http://127.0.0.1:{free_port()}"}
+    args = [flag.format(**urls) for flag in flags]
+    variables = {name: value.format(**urls) for name, value in env.items()}
+    code, _, err, _ = await run_wrapper(
+        wrapper_env(**variables), "--db", str(tmp_path / "none.db"), *args,
+        "--check", check.uuid, "--", "true",
+    )  # fmt: skip
+    assert (code, err) == (0, b"")
+    assert [p[:2] for p in await pings(daemon)] == [("start", None), ("success", 0)]
 
 
 async def test_an_unknown_check_is_not_retried(daemon: Daemon) -> None:

@@ -27,6 +27,8 @@ RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)  # five tries in all
 RETRY_BUDGET = 30.0  # seconds one ping may take, retries and timeouts included
 REQUEST_TIMEOUT = 10.0
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# A monitor too slow to answer, or one that dropped the request (restarting, overloaded).
+RETRYABLE_ERRORS = (TimeoutError, ConnectionResetError)
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 CHUNK = 65536
 # How long to keep reading after the job exits. A background process it left behind (a
@@ -46,8 +48,10 @@ class PingFailed(Exception):
 class Pinger:
     """Sends one check's pings with a run id, retrying what a later try could fix.
 
-    Connection errors, timeouts, 5xx and 429 are retried with exponential backoff inside a
-    total time budget; other answers (404 for an unknown check) are final at once.
+    Timeouts, dropped connections, 5xx and 429 are retried with exponential backoff inside a
+    total time budget. The rest is final at once: a 404 (unknown check), a refused connection,
+    an unknown host or a bad certificate, which a try seconds later would meet again while
+    the job's exit waited for it.
     """
 
     check_url: str
@@ -84,8 +88,9 @@ class Pinger:
             with e:
                 reason = e.read(200).decode("utf-8", "replace").strip() or e.reason
             raise PingFailed(f"HTTP {e.code} {reason}", e.code in RETRYABLE_STATUS) from None
-        except OSError as e:  # URLError, timeouts, refused connections
-            raise PingFailed(str(getattr(e, "reason", e)), True) from None
+        except OSError as e:  # URLError (which wraps the socket's error), timeouts
+            cause = e.reason if isinstance(e, urllib.error.URLError) else e
+            raise PingFailed(str(cause), isinstance(cause, RETRYABLE_ERRORS)) from None
         except ValueError as e:  # a malformed URL: no later try fixes it
             raise PingFailed(str(e), False) from None
 
@@ -272,6 +277,13 @@ def unbuffered(fd: int) -> BinaryIO:
     """Our stdout or stderr without a buffer: the job's bytes leave as they arrive, and a
     reader that went away leaves nothing behind to fail at exit."""
     return open(fd, "wb", buffering=0, closefd=False)
+
+
+def site_root(url: str) -> str:
+    """The site's URL from what a user gives as it: the site itself, or its ping endpoint
+    (`http://host:8000/ping`, as runitor's HC_API_URL and self-hosted Healthchecks write it)."""
+    parts = urllib.parse.urlsplit(url.rstrip("/"))
+    return parts._replace(path=parts.path.removesuffix("/ping")).geturl()
 
 
 def check_url(target: str, site_url: str, ping_key: Callable[[], str | None]) -> str:

@@ -20,8 +20,10 @@ from heartbeatd.cli.common import config_options, load, local_ping_key
 @config_options
 @click.option("--check", "target", required=True, metavar="SLUG-or-UUID-or-URL",
               help="the check to report to")  # fmt: skip
-@click.option("--url", "site_url", metavar="BASE",
-              help="the daemon's base URL [env HEARTBEATD_SITE_URL]")  # fmt: skip
+@click.option("--url", "site_url", metavar="BASE", envvar=["HEARTBEATD_URL", "HC_API_URL"],
+              help="the daemon's base URL, or its ping endpoint (http://host:8000/ping) "
+                   "[env HEARTBEATD_URL, then HC_API_URL; default: the config's site_url, "
+                   "env HEARTBEATD_SITE_URL]")  # fmt: skip
 @click.option("--ping-key", envvar="HEARTBEATD_PING_KEY", metavar="KEY",
               help="for a slug: the instance's ping key [env HEARTBEATD_PING_KEY; default: "
                    "read from the database]")  # fmt: skip
@@ -36,7 +38,7 @@ def run_wrapped(
     The command's output passes through unchanged; its last Ping-Body-Limit bytes go with the
     final ping. Exits with the command's own exit code, also when the monitor is unreachable.
     """
-    config = load(config_file, db=db, site_url=site_url)
+    config = load(config_file, db=db, site_url=site_url and wrapper.site_root(site_url))
     stdout, stderr = wrapper.unbuffered(1), wrapper.unbuffered(2)
     try:
         url = wrapper.check_url(target, config.site_url, lambda: ping_key or local_ping_key(config))
