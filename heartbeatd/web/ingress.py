@@ -30,7 +30,7 @@ from aiohttp import web
 from heartbeatd.core.errors import BadRequest, HeartbeatdError, NotFound, plain_errors
 from heartbeatd.store import BySlug, ByUuid
 from heartbeatd.web.keys import CONFIG, STORE
-from heartbeatd.web.ping import SLUG_CHARS, UUID_FORM, accept, ping_in, read_body
+from heartbeatd.web.ping import SLUG_CHARS, UUID_FORM, accept, by_slug, ping_in, read_body
 
 routes = web.RouteTableDef()
 
@@ -292,11 +292,11 @@ def gatus_answer(status: int, text: str) -> web.Response:
 
 
 def gatus_target(token: str, key: str) -> BySlug:
-    """Gatus lowercases its keys: a key in upper case, or with a character no slug has, names
-    no check."""
-    if not (SLUG_CHARS.fullmatch(token) and SLUG_CHARS.fullmatch(key)) or key != key.lower():
+    """Gatus lowercases its keys, so a key in upper case names no endpoint: 404, as Gatus
+    answers, where a slug URL in upper case is Healthchecks' 400."""
+    if key != key.lower():
         raise NotFound()
-    return BySlug(token, key)
+    return by_slug(token, key)
 
 
 def go_duration(text: str) -> float:
