@@ -131,9 +131,10 @@ def slugify(name: str) -> str:
     return slug[:MAX_SLUG].rstrip("-") or "check"
 
 
-def effective_action(check: Check, action: str, method: str) -> str:
-    """The URL's action, turned into `ign` where the check ignores this ping (§1.5)."""
-    if check.methods == "POST" and method != "POST":
+def effective_action(check: Check, action: str, method: str, by_email: bool = False) -> str:
+    """The URL's action, turned into `ign` where the check ignores this ping (§1.5). An
+    e-mailed ping has no HTTP method for `methods` to refuse (Healthchecks' smtpd)."""
+    if check.methods == "POST" and method != "POST" and not by_email:
         return "ign"
     if check.status == Status.PAUSED and check.manual_resume:
         return "ign"

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 from heartbeatd.core import model, rules
 from heartbeatd.core.model import Check, Flip
+from heartbeatd.core.rules import email as email_rules
 from heartbeatd.core.rules import metrics as ping_metrics
 from heartbeatd.core.rules.assertions import History
 from heartbeatd.core.rules.body import BodyRules
+from heartbeatd.core.rules.email import MessageText
 
 MAX_RUN = 72 * 3600.0  # a longer run has no duration (Healthchecks' MAX_DURATION)
 RunStart = Callable[[], float | None]  # when the run a finish closes began, from its pings
@@ -24,7 +26,8 @@ RunStart = Callable[[], float | None]  # when the run a finish closes began, fro
 
 @dataclass(frozen=True, slots=True)
 class PingIn:
-    """A ping as it arrived, whichever client form it came in (web/ping.py, web/ingress.py)."""
+    """A ping as it arrived, whichever client form it came in (web/ping.py, web/ingress.py,
+    web/smtp.py)."""
 
     action: str  # success, start, fail, log
     exit_status: int | None
@@ -39,6 +42,8 @@ class PingIn:
     metrics: tuple[tuple[str, float], ...] = ()  # (name, value) from the query (ping_metrics.py)
     notes: tuple[str, ...] = ()  # what was ignored in reading them
     json_body: bool = False  # Content-Type: application/json: json_metrics may be read from it
+    # An e-mailed ping (web/smtp.py): what its subject and text say, for the e-mail filters.
+    email: MessageText | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +68,7 @@ class Outcome:
 def pending_search(check: Check, ping: PingIn, decision: BodyDecision | None) -> BodyRules | None:
     """The check's body rules, when they must search this ping's body before it can be
     judged and `decision` is not theirs: a search runs beside the loop, never in a write."""
-    body = check.rules.body
+    body = judging(check.rules.body, ping)
     if body is None or not body.searches or _ignored(check, ping):
         return None
     return None if decision is not None and decision.rules == body else body
@@ -79,7 +84,7 @@ def outcome(
 ) -> Outcome:
     """Apply `ping` to `check` (updating its state, as model.apply_ping does) and say what
     to store: its effective kind after the check's rules, the flip, the closed run's length."""
-    kind = model.effective_action(check, ping.action, ping.method)
+    kind = _effective_action(check, ping)
     detail = f"exit status {ping.exit_status}" if ping.exit_status else ""
     reason, metrics, notes = "", dict(ping.metrics), ping.notes
     duration = run_length(check, ping, now, run_start)
@@ -113,7 +118,26 @@ def run_length(check: Check, ping: PingIn, now: float, run_start: RunStart) -> f
 
 
 def _ignored(check: Check, ping: PingIn) -> bool:
-    return not check.rules or model.effective_action(check, ping.action, ping.method) == "ign"
+    return not check.rules or _effective_action(check, ping) == "ign"
+
+
+def _effective_action(check: Check, ping: PingIn) -> str:
+    return model.effective_action(check, ping.action, ping.method, by_email=bool(ping.email))
+
+
+def judging(body: BodyRules | None, ping: PingIn) -> BodyRules | None:
+    """The body rules if they judge this ping: an HTTP body with filter_http_body, an e-mail
+    with filter_subject or filter_body (PROTOCOL.md §1.5: each kind ignores the other's)."""
+    if body is None or not (body.email if ping.email is not None else body.http):
+        return None
+    return body
+
+
+def decide_body(body: BodyRules, ping: PingIn) -> tuple[str, str]:
+    """(action, why) from the rules `judging` found for this ping."""
+    if ping.email is not None:
+        return email_rules.decide(body, ping.email)
+    return body.decide(ping.body)
 
 
 def _judge(
@@ -146,9 +170,9 @@ def _judge(
 def _body_verdict(
     check: Check, ping: PingIn, decision: BodyDecision | None
 ) -> tuple[str, str] | None:
-    body = check.rules.body
+    body = judging(check.rules.body, ping)
     if body is None:
         return None
     if decision is not None and decision.rules == body:
         return decision.decided
-    return body.decide(ping.body)
+    return decide_body(body, ping)

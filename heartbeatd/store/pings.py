@@ -13,7 +13,14 @@ from typing import Any
 from heartbeatd.core import model
 from heartbeatd.core.errors import NotFound
 from heartbeatd.core.model import Check, CheckDefinition
-from heartbeatd.core.outcome import MAX_RUN, BodyDecision, PingIn, outcome, pending_search
+from heartbeatd.core.outcome import (
+    MAX_RUN,
+    BodyDecision,
+    PingIn,
+    decide_body,
+    outcome,
+    pending_search,
+)
 from heartbeatd.core.rules import assertions
 from heartbeatd.core.rules.body import BodyRules
 from heartbeatd.store.base import (
@@ -52,7 +59,7 @@ class Pings(StoreBase):
             if isinstance(result, PingResult):
                 return result
             loop = asyncio.get_running_loop()
-            decided = await loop.run_in_executor(self._searcher, result.decide, ping.body)
+            decided = await loop.run_in_executor(self._searcher, decide_body, result, ping)
             decision = BodyDecision(result, decided)
 
     def _record_ping(

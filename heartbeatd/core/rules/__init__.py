@@ -64,9 +64,9 @@ class CheckRules:
             lines.append(("json_metrics", ", ".join(self.json_metrics)))
         if self.body is not None:
             config = self.body.as_config()
-            del config["filter_http_body"]
-            lines.append(("body rules", ", ".join(f"{k} = {v!r}" for k, v in config.items())
-                          or "ignore every ping"))  # fmt: skip
+            judged = [s for s in body_rules.SWITCHES if config.pop(s, False)]
+            text = ", ".join(f"{k} = {v!r}" for k, v in config.items()) or "ignore every ping"
+            lines.append(("body rules", f"{text} ({', '.join(judged)})"))
             lines += [(f"{key} not run", why) for key, why in self.body.refused()]
         return lines
 

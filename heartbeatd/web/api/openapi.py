@@ -14,8 +14,7 @@ from heartbeatd.core import fields, limits
 from heartbeatd.web.api.schema import (
     BODY_FLAG_FIELDS,
     BODY_TEXT_FIELDS,
-    EMAIL_FLAG_FIELDS,
-    EMAIL_TEXT_FIELDS,
+    LEGACY_SUBJECT_FIELDS,
     UNIQUE_FIELDS,
 )
 
@@ -92,10 +91,8 @@ CHECK_SPEC: dict[str, Any] = {
             "minimum": SECONDS["minimum"],
             "maximum": SECONDS["maximum"],
         },
-        **{field: KEYWORDS for field in BODY_TEXT_FIELDS},
+        **{field: KEYWORDS for field in (*BODY_TEXT_FIELDS, *LEGACY_SUBJECT_FIELDS)},
         **{field: {"type": "boolean"} for field in BODY_FLAG_FIELDS},
-        **{field: {"const": ""} for field in EMAIL_TEXT_FIELDS},
-        **{field: {"const": False} for field in EMAIL_FLAG_FIELDS},
     },
 }
 
@@ -147,7 +144,7 @@ CHECK: dict[str, Any] = {
         "misses": {"type": "integer"},
         "max_runtime": {"type": ["integer", "null"]},
         "managed": {"type": "boolean"},
-        **{field: {"type": "string"} for field in BODY_TEXT_FIELDS},
+        **{field: {"type": "string"} for field in (*BODY_TEXT_FIELDS, *LEGACY_SUBJECT_FIELDS)},
         **{field: {"type": "boolean"} for field in BODY_FLAG_FIELDS},
     },
 }

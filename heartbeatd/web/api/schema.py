@@ -5,11 +5,10 @@ Validation is strict, as Healthchecks' is: no coercion, JSON null is refused, an
 problem becomes a 400 whose text names the field (`json validation error: timeout is too
 small`), so a client's author knows what to fix. `schedule` is cron (one line of 5 fields) or
 systemd OnCalendar (anything else, one expression per line), told apart as Healthchecks does.
-heartbeatd's own differences: 1 s is the smallest timeout and grace, an OnCalendar line that
-never fires is refused even beside one that does, and the e-mail filters (`subject`,
-`filter_subject`, ...) are accepted only when empty or false, since heartbeatd has no e-mail
-pings. The HTTP body filters (`success_kw`, `filter_http_body`, ...) are body_rules.py's, and a
-check's other rules (assertions) are kept across updates.
+heartbeatd's own differences: 1 s is the smallest timeout and grace, and an OnCalendar line that
+never fires is refused even beside one that does. The keyword filters (`success_kw`,
+`filter_http_body`, `filter_subject`, ...) are body_rules.py's, and a check's other rules
+(assertions) are kept across updates.
 """
 
 from __future__ import annotations
@@ -30,14 +29,13 @@ from heartbeatd.store import PingRecord
 
 DEFAULT_TIMEOUT, DEFAULT_GRACE = 86400, 3600
 UNIQUE_FIELDS = ("name", "slug", "tags", "timeout", "grace")
-# Healthchecks' e-mail filtering fields: heartbeatd takes them only as "no filtering".
-EMAIL_TEXT_FIELDS = ("subject", "subject_fail", "req_start_kw", "req_success_kw",
-                     "req_failure_kw")  # fmt: skip
-EMAIL_FLAG_FIELDS = ("filter_subject", "filter_body")
-# Keyword filters on HTTP ping bodies (body_rules.py); the `_re` forms are heartbeatd's own.
+# Keyword filters on HTTP ping bodies and e-mails (body_rules.py); the `_re` forms are
+# heartbeatd's own.
 BODY_TEXT_FIELDS = ("start_kw", "success_kw", "failure_kw", "start_re", "success_re",
                     "failure_re")  # fmt: skip
-BODY_FLAG_FIELDS = ("filter_http_body", "filter_default_fail")
+BODY_FLAG_FIELDS = ("filter_http_body", *body_rules.EMAIL_SWITCHES, "filter_default_fail")
+# Healthchecks' deprecated fields, and the keywords each stands for, matched in the subject.
+LEGACY_SUBJECT_FIELDS = {"subject": "success_kw", "subject_fail": "failure_kw"}
 # A fixed namespace, so a notifier's channel id is the same on every start and every instance.
 CHANNEL_NAMESPACE = uuid.UUID("5f1b7c3e-2d4a-4e8b-9c61-0a7d3e2f8b14")
 
@@ -124,19 +122,6 @@ def _bounded(limit: int) -> Callable[[str], str]:
     return validate
 
 
-def _email_text(field: str, value: object) -> str:
-    text = _string(_bounded(limits.MAX_KEYWORDS))(field, value)
-    if text:
-        raise BadRequest(f'{field}: heartbeatd has no e-mail pings, so it takes only ""')
-    return text
-
-
-def _email_flag(field: str, value: object) -> bool:
-    if _boolean(field, value):
-        raise BadRequest(f"{field}: heartbeatd has no e-mail pings, so it takes only false")
-    return False
-
-
 FIELDS: dict[str, Callable[[str, object], Any]] = {
     "name": _string(fields.name),
     "slug": _string(fields.slug),
@@ -152,9 +137,10 @@ FIELDS: dict[str, Callable[[str, object], Any]] = {
     "unique": _unique,
     "misses": _number(fields.misses),
     "max_runtime": _max_runtime,
-    **{field: _email_text for field in EMAIL_TEXT_FIELDS},
-    **{field: _email_flag for field in EMAIL_FLAG_FIELDS},
-    **{field: _string(_bounded(limits.MAX_KEYWORDS)) for field in BODY_TEXT_FIELDS},
+    **{
+        field: _string(_bounded(limits.MAX_KEYWORDS))
+        for field in (*BODY_TEXT_FIELDS, *LEGACY_SUBJECT_FIELDS)
+    },
     **{field: _boolean for field in BODY_FLAG_FIELDS},
 }
 
@@ -245,9 +231,21 @@ def definition(
         if field in spec:
             changes[field] = spec[field]
     body_fields = {k: v for k, v in spec.items() if k in BODY_TEXT_FIELDS + BODY_FLAG_FIELDS}
+    body_fields = {**legacy_subject(d.rules, spec), **body_fields}
     if body_fields:
         changes["rules"] = with_body_rules(d.rules, body_fields)
     return dataclasses.replace(d, **changes)
+
+
+def legacy_subject(current: CheckRules, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The body rule fields Healthchecks' deprecated `subject` and `subject_fail` stand for:
+    the success and failure keywords, searched in the subject while either is set. The
+    current fields fill in the one not given; the new fields, given too, win over them."""
+    given = {LEGACY_SUBJECT_FIELDS[f]: v for f, v in spec.items() if f in LEGACY_SUBJECT_FIELDS}
+    if not given:
+        return {}
+    keywords = {**body_rule_fields(current), **given}
+    return {**given, "filter_subject": bool(keywords["success_kw"] or keywords["failure_kw"])}
 
 
 def with_body_rules(current: CheckRules, given: Mapping[str, Any]) -> CheckRules:
@@ -307,8 +305,6 @@ def check_json(
         "next_ping": iso(next_ping(check)),
         "manual_resume": check.manual_resume,
         "methods": check.methods,
-        **{field: "" for field in EMAIL_TEXT_FIELDS if not field.startswith("req_")},
-        **{field: False for field in EMAIL_FLAG_FIELDS},
         **body_rule_fields(check.rules),
         "badge_url": site.badge_url(check),
     }
@@ -340,10 +336,13 @@ def check_json(
 
 
 def body_rule_fields(check_rules: CheckRules) -> dict[str, Any]:
-    """The keyword filter fields as Healthchecks shows them ("" and false when unset)."""
+    """The keyword filter fields as Healthchecks shows them ("" and false when unset), the
+    deprecated `subject` and `subject_fail` among them."""
     body = check_rules.body.as_config() if check_rules.body is not None else {}
     result: dict[str, Any] = {field: body.get(field, "") for field in BODY_TEXT_FIELDS}
     result.update({field: body.get(field, False) for field in BODY_FLAG_FIELDS})
+    for field, keywords in LEGACY_SUBJECT_FIELDS.items():
+        result[field] = result[keywords] if result["filter_subject"] else ""
     return result
 
 
