@@ -60,4 +60,6 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # aiosmtpd (smtp_listen) logs each recipient, a check's secret ping address, at INFO
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(ClientMistakes())

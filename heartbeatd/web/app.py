@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 from aiohttp import web
@@ -29,6 +30,9 @@ from heartbeatd.web.ratelimit import MISS_LIMITER, MissLimiter, limit_misses
 from heartbeatd.web.ui import actions as views_actions
 from heartbeatd.web.ui import pages as views
 from heartbeatd.web.ui.auth import PASSWORDS, Passwords
+
+if TYPE_CHECKING:
+    from heartbeatd.web.smtp import Listener
 
 log = logging.getLogger("heartbeatd")
 
@@ -86,16 +90,23 @@ def create_app(
     )
     app[metrics.STATS] = metrics.Stats(started=app[CLOCK].now())
     pruner = Pruner(store, app[CLOCK], config.audit_retention, config.history_retention)
+    smtp = smtp_listener(app) if config.smtp_listen else None
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        if smtp is not None:
+            await smtp.bind()
         await store.open()
         await load_checks(store, config, app[CLOCK].now())
         dispatcher.heartbeatd_down = await selfmon.start()
         await monitor.start()
         dispatcher.start()
         pruner.start()
+        if smtp is not None:
+            await smtp.serve()
         log.info("watching %d checks; database %s", len(monitor), config.db)
         yield
+        if smtp is not None:
+            await smtp.stop()
         await pruner.stop()
         await monitor.stop()
         await dispatcher.stop()
@@ -117,3 +128,12 @@ def create_app(
     app.add_routes(api.routes)
     app.router.add_route("*", "/{tail:.*}", not_found)  # last: only what nothing else claims
     return app
+
+
+def smtp_listener(app: web.Application) -> Listener:
+    """The listener for e-mailed pings; imported only when smtp_listen asks for it, as it
+    needs aiosmtpd, an optional extra."""
+    from heartbeatd.web import smtp
+
+    listener = app[smtp.LISTENER] = smtp.Listener(app)
+    return listener

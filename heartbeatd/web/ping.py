@@ -218,7 +218,11 @@ async def accept(request: web.Request, target: ByUuid | BySlug, incoming: PingIn
 
     Returns once the ping is on disk; raises NotFound for an unknown token.
     """
-    app = request.app
+    return await record(request.app, target, incoming)
+
+
+async def record(app: web.Application, target: ByUuid | BySlug, incoming: PingIn) -> PingResult:
+    """accept, for a ping that came by another door than HTTP (an e-mail: smtp.py)."""
     result = await app[CHECKS].ping(target, incoming)
     app[STATS].pings[incoming.action] += 1
     return result

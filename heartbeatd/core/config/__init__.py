@@ -10,6 +10,7 @@ notifiers and checks (their tables); this one holds the settings and puts it all
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -71,6 +72,8 @@ class Config:
     ui_public: bool | None = None  # [ui] public; None: local visitors only (exposure.py)
     ui_trusted_header: str = ""  # [ui] trusted_header: a proxy's sign-in, e.g. Remote-User
     ui_trusted_header_role: str = "viewer"  # the role of a header's name that is no user here
+    smtp_listen: str = ""  # HOST:PORT of the listener for e-mailed pings (web/smtp.py); off
+    smtp_timeout: float = 60.0  # how long an SMTP client may take over each command
 
     @property
     def host(self) -> str:
@@ -96,6 +99,23 @@ def _listen(value: object) -> str:
     text = as_text(value)
     split_listen(text)
     return text
+
+
+def _smtp_listen(value: object) -> str:
+    """Where e-mailed pings are taken, or "" for nowhere; the listener needs aiosmtpd, an
+    optional dependency, so a config that asks for it without it stops here, located."""
+    text = as_text(value)
+    if text:
+        split_listen(text)
+        if importlib.util.find_spec("aiosmtpd") is None:
+            raise ValueError("needs aiosmtpd: pip install 'heartbeatd[email]'")
+    return text
+
+
+def _smtp_timeout(value: object) -> float:
+    if not isinstance(value, str | int | float):
+        raise ValueError(f"expected a duration like '1m', got {value!r}")
+    return parse_bounded_duration(value, 0.1, 3600.0)
 
 
 def _site_url(value: object) -> str:
@@ -169,6 +189,8 @@ SETTINGS: dict[str, Callable[[object], Any]] = {
     "self_ping_interval": _self_ping_interval,
     "audit_retention": _retention,
     "history_retention": _retention,
+    "smtp_listen": _smtp_listen,
+    "smtp_timeout": _smtp_timeout,
 }
 
 
