@@ -205,6 +205,32 @@ async def test_the_api_stores_and_returns_the_e_mail_filter_fields(smtp_daemon: 
 # -- what a client may send, and for how long ------------------------------------------------
 
 
+def lines(data: bytes, fold: bytes) -> bytes:
+    """`data` cut into lines SMTP carries (at most 998 bytes each)."""
+    return fold.join(data[i : i + 900] for i in range(0, len(data), 900))
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        b"Subject: " + lines(b"=?utf-8?q?a?= " * 28_000, b"\r\n ") + b"\r\n\r\nx",  # 17 s
+        b"Content-Type: text/html\r\n\r\n" + lines(b"<!--" * 25_000, b"\r\n"),  # 3 s
+        b"Content-Type: text/plain; " + lines(b"a=b; " * 100_000, b"\r\n ") + b"\r\n\r\nx",
+        b"".join(b'Content-Type: multipart/mixed; boundary="%d"\r\n\r\n--%d\r\n' % (i, i)
+                 for i in range(1500)),  # nested past the recursion limit
+    ],
+)  # fmt: skip
+async def test_a_hostile_message_is_judged_in_bounded_time(
+    smtp_daemon: Daemon, hostile: bytes
+) -> None:
+    check = await api_create(smtp_daemon, filter_subject=True, filter_body=True, success_kw="a")
+    started = time.monotonic()
+    await mail(smtp_daemon, [f"{check['uuid']}@hc.example.net"], hostile)
+    # ~0.3 s alone; the stdlib's SMTP policy and html.parser: 17 s, 3 s, 1.2 s per 30 kB
+    assert time.monotonic() - started < 3
+    assert len(await smtp_daemon.query("SELECT kind FROM pings")) == 1
+
+
 async def test_an_oversized_message_is_kept_cut_to_the_body_limit(
     start_daemon: StartDaemon,
 ) -> None:
