@@ -31,11 +31,11 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from heartbeatd.core.config import split_listen
-from heartbeatd.core.errors import Conflict, NotFound, Unavailable
+from heartbeatd.core.errors import BadRequest, Conflict, NotFound, Unavailable
 from heartbeatd.core.rules.email import read_message
 from heartbeatd.store import BySlug, ByUuid, PingIn
 from heartbeatd.web.keys import CLOCK, CONFIG, STORE
-from heartbeatd.web.ping import MAX_UA, SLUG_CHARS, UUID_FORM, record
+from heartbeatd.web.ping import MAX_UA, UUID_FORM, by_slug, record
 from heartbeatd.web.ratelimit import MISS_LIMITER, bucket_key
 
 log = logging.getLogger("heartbeatd")
@@ -55,9 +55,12 @@ def recipient(address: str) -> ByUuid | BySlug | None:
     if UUID_FORM.fullmatch(mailbox.lower()):
         return ByUuid(mailbox.lower())
     key, plus, slug = mailbox.partition("+")
-    if plus and SLUG_CHARS.fullmatch(key) and SLUG_CHARS.fullmatch(slug) and slug.islower():
-        return BySlug(key, slug)
-    return None
+    if not plus:
+        return None
+    try:
+        return by_slug(key, slug)
+    except (NotFound, BadRequest):  # not a key and slug; a slug in upper case
+        return None
 
 
 def peer_address(session: Session) -> str:
