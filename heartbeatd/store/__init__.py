@@ -8,7 +8,7 @@ decisions of core (outcome.py for a ping, model.py for a deadline) are applied t
 read, so a ping, the flip it causes and that flip's outbox rows are one transaction. Reads that
 need no write lock use an aiosqlite connection.
 
-One module per table family (checks, pings, outbox, accounts, meta), each a mixin over
+One module per table family (checks, pings, outbox, silences, accounts, meta), each a mixin over
 base.StoreBase, which holds the connections, the write path and the ping cache; this module
 only composes them into Store and re-exports the names callers import from heartbeatd.store.
 """
@@ -31,6 +31,7 @@ from heartbeatd.store.checks import Checks
 from heartbeatd.store.meta import DatabaseFacts, Meta, database_facts
 from heartbeatd.store.outbox import Outbox
 from heartbeatd.store.pings import Pings
+from heartbeatd.store.silences import Silences
 
 __all__ = [
     "SELECT_CHECK",
@@ -51,5 +52,5 @@ __all__ = [
 ]
 
 
-class Store(Checks, Pings, Outbox, Accounts, Meta):
+class Store(Checks, Pings, Outbox, Silences, Accounts, Meta):
     """Built unopened so the app can hold it from the start; `open()` connects and migrates."""

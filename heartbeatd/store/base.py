@@ -26,6 +26,7 @@ import aiosqlite
 from heartbeatd.core import model, rules
 from heartbeatd.core.errors import Conflict, NotFound, Unavailable
 from heartbeatd.core.model import Check, CheckDefinition, Flip
+from heartbeatd.core.silence import Hold, Silence, Snooze, holding
 from heartbeatd.store.migrations import migrate
 from heartbeatd.store.writer import Writer, connect
 
@@ -54,7 +55,13 @@ AUTO_PERIOD, AUTO_GRACE = 86400.0, 3600.0
 
 Router = Callable[[Check, str], Sequence[str]]  # (check, event) -> notifier names
 T = TypeVar("T")
-NEXT_PENDING = "SELECT min(next_attempt) FROM outbox WHERE state = 'pending'"
+# The next moment the dispatcher has work: a pending row due, or a held row's silence ending
+# (each read from its own partial index; min() of two values is NULL when either is).
+NEXT_PENDING = (
+    "SELECT min(coalesce(p, h), coalesce(h, p)) FROM (SELECT "
+    "(SELECT min(next_attempt) FROM outbox WHERE state = 'pending') AS p, "
+    "(SELECT min(next_attempt) FROM outbox WHERE state = 'held') AS h)"
+)
 # A due outbox row with what its message needs: the check, the flip, the last ping's body and
 # exit status, when the outage began (for up), and whether the flip is still the latest.
 DUE_SQL = (
@@ -63,7 +70,7 @@ DUE_SQL = (
     "CASE WHEN f.new_status = 'up' THEN (SELECT max(d.at) FROM flips d WHERE "
     "d.check_id = c.id AND d.new_status = 'down' AND d.at <= f.at) END, o.flip_id, "
     "o.created, (SELECT max(l.id) FROM flips l WHERE l.check_id = c.id) = f.id, "
-    "p.metrics, p.duration, "
+    "p.metrics, p.duration, o.held_by, "
     f"{', '.join('c.' + c for c in CHECK_FIELDS)} "
     "FROM outbox o JOIN flips f ON f.id = o.flip_id JOIN checks c ON c.id = f.check_id "
     "LEFT JOIN pings p ON p.check_id = c.id AND p.n = c.n_pings "  # the newest ping
@@ -73,7 +80,7 @@ DUE_SQL = (
 DUE_FIELDS = (
     "id", "notifier", "event", "attempts", "at", "old_status", "new_status", "reason", "detail",
     "body", "exit_status", "down_since", "flip_id", "created", "flip_is_latest", "metrics",
-    "duration",
+    "duration", "held_by",
 )  # fmt: skip
 DUE_ORDER = "ORDER BY o.next_attempt LIMIT ?"
 FULL_SWEEP = 60.0  # seconds between sweeps of every pending row for gone notifiers
@@ -89,12 +96,12 @@ LOGIN_FAILURE_WINDOW = 60.0  # one login.fail row per source and name in this ma
 PRUNABLE: dict[str, tuple[str, str]] = {
     "audit": ("at", ""),
     "sessions": ("expires", ""),
-    "outbox": ("created", "AND state != 'pending'"),
+    "outbox": ("created", "AND state NOT IN ('pending', 'held')"),
     "flips": (
         "at",
         "AND EXISTS (SELECT 1 FROM flips n WHERE n.check_id = flips.check_id "
         "AND n.at > flips.at AND n.at < :cutoff) AND NOT EXISTS (SELECT 1 FROM outbox o "
-        "WHERE o.flip_id = flips.id AND o.state = 'pending')",
+        "WHERE o.flip_id = flips.id AND o.state IN ('pending', 'held'))",
     ),
 }
 
@@ -174,6 +181,7 @@ class OutboxItem:
     created: float  # when the row was written: retries stop retry_for after it
     flip_is_latest: bool  # no status change since its flip: a reminder still applies
     last_metrics: dict[str, float]  # of the check's newest ping, its run's duration included
+    held_by: str | None = None  # the silence this alert was held for, told when it ends
 
 
 def _check(row: Sequence[Any]) -> Check:
@@ -219,6 +227,7 @@ class StoreBase:
         self.path = path
         self.retention = retention
         self.router: Router = lambda check, event: ()
+        self.silences: tuple[Silence, ...] = ()  # the config's [[silence]] windows
         self._on_external_change = on_external_change
         self._cache: dict[str, Check] = {}
         self._cache_generation = -1
@@ -324,7 +333,8 @@ class StoreBase:
         return _check(row)
 
     def _write_flip(self, conn: sqlite3.Connection, check: Check, flip: Flip, now: float) -> bool:
-        """The flip and, in the same transaction, one outbox row per notifier to tell."""
+        """The flip and, in the same transaction, one outbox row per notifier to tell: held
+        until its silence ends when one holds the check (store/silences.py settles them)."""
         cursor = conn.execute(
             "INSERT INTO flips (check_id, at, noticed, old_status, new_status, reason, detail) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -334,12 +344,18 @@ class StoreBase:
             return False
         event = "down" if flip.new == model.Status.DOWN else "up"
         names = self.router(check, event)
+        hold = self._hold(conn, check, now)
+        state, due, held_by = ("held", hold.until, hold.name) if hold else ("pending", now, None)
         conn.executemany(
-            "INSERT INTO outbox (flip_id, notifier, event, next_attempt, created) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(cursor.lastrowid, name, event, now, now) for name in names],
+            "INSERT INTO outbox (flip_id, notifier, event, next_attempt, created, state, "
+            "held_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(cursor.lastrowid, name, event, due, now, state, held_by) for name in names],
         )
         return bool(names)
+
+    def _hold(self, conn: sqlite3.Connection, check: Check, now: float) -> Hold | None:
+        """What silences the check now: its snooze or a [[silence]] window."""
+        return holding(check, now, self.silences, _snooze(conn, check.id))
 
     def _resolve(self, conn: sqlite3.Connection, ref: str) -> Check:
         """A check by UUID or by slug, as people type them on the command line."""
@@ -367,6 +383,13 @@ class StoreBase:
     # -- ping metrics (issue 8) ------------------------------------------------------------
 
     # -- self-monitoring: heartbeatd's own downtime (issue 6, selfmon.py) -----------------
+
+
+def _snooze(conn: sqlite3.Connection, check_id: int) -> Snooze | None:
+    row = conn.execute(
+        "SELECT check_id, until, reason, created FROM snoozes WHERE check_id = ?", (check_id,)
+    ).fetchone()
+    return Snooze(*row) if row else None
 
 
 def _same_key(stored: str, given: str) -> bool:

@@ -172,6 +172,19 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';  -- admin | viewer
     """,
+    # 9: silences (issue 21). Snoozes: at most one per check, so a sender of snooze URLs
+    # cannot grow the table past the checks. Outbox rows may now be 'held' while a silence
+    # lasts (next_attempt: when it ends, to look again), and keep the name that held them
+    """
+    CREATE TABLE snoozes (
+        check_id INTEGER PRIMARY KEY REFERENCES checks (id) ON DELETE CASCADE,
+        until REAL NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL
+    );
+    ALTER TABLE outbox ADD COLUMN held_by TEXT;  -- the silence that held it; NULL: none
+    CREATE INDEX outbox_held ON outbox (next_attempt) WHERE state = 'held';
+    """,
 )
 
 

@@ -19,6 +19,7 @@ from heartbeatd.store.base import (
     StoreBase,
     _check,
 )
+from heartbeatd.store.silences import settle_held
 
 
 class Outbox(StoreBase):
@@ -27,7 +28,8 @@ class Outbox(StoreBase):
     async def due_notifications(
         self, now: float, room: Mapping[str, tuple[int, Collection[int]]]
     ) -> tuple[list[OutboxItem], float | None, int]:
-        """Notifications to start now, with what their messages need, when the earliest
+        """Held alerts whose silence ended settled (silences.py), then notifications to start
+        now, with what their messages need, when the earliest
         pending one is due (None: nothing pending), and the newest row's id (see shift_pending).
 
         `room` maps each configured notifier to how many more deliveries it may start and the
@@ -48,6 +50,7 @@ class Outbox(StoreBase):
         since = -1 if full else swept_up_to
 
         def read(conn: sqlite3.Connection) -> tuple[list[OutboxItem], float | None, int]:
+            settle_held(self, conn, now)
             conn.execute(
                 "UPDATE outbox SET state = 'failed', attempts = attempts + 1, "
                 "last_error = 'no notifier named ' || quote(notifier) || ' in the config' "
@@ -162,4 +165,5 @@ def _outbox_item(row: Sequence[Any]) -> OutboxItem:
         flip=flip, check=_check(row[len(DUE_FIELDS) :]), last_body=bytes(due["body"] or b""),
         exit_status=due["exit_status"], down_since=due["down_since"], flip_id=due["flip_id"],
         created=due["created"], flip_is_latest=bool(due["flip_is_latest"]), last_metrics=metrics,
+        held_by=due["held_by"],
     )  # fmt: skip

@@ -27,14 +27,16 @@ from heartbeatd.core.config.notifiers import (
     read_notifiers,
     refuse_shell_unless_enabled,
 )  # fmt: skip
+from heartbeatd.core.config.silences import SILENCE_KEYS, read_silences
 from heartbeatd.core.config.values import as_text, bounded_int, strict_bool
 from heartbeatd.core.durations import parse_bounded_duration, parse_duration
 from heartbeatd.core.model import CheckDefinition
 from heartbeatd.core.redact import shown_url
+from heartbeatd.core.silence import Silence
 
 __all__ = [
-    "CHECK_KEYS", "NOTIFIER_KEYS", "SETTINGS", "Config", "ConfigError", "NotifierSpec",
-    "load_config", "split_listen",
+    "CHECK_KEYS", "NOTIFIER_KEYS", "SETTINGS", "SILENCE_KEYS", "Config", "ConfigError",
+    "NotifierSpec", "load_config", "split_listen",
 ]  # fmt: skip
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -68,6 +70,7 @@ class Config:
     history_retention: float = 90 * 86400.0  # so are flips and finished notifications
     checks: tuple[CheckDefinition, ...] = ()
     notifiers: tuple[NotifierSpec, ...] = (IMPLICIT_LOG,)
+    silences: tuple[Silence, ...] = ()  # [[silence]] maintenance windows (core/silence.py)
     source: str | None = None
     ui_public: bool | None = None  # [ui] public; None: local visitors only (exposure.py)
     ui_trusted_header: str = ""  # [ui] trusted_header: a proxy's sign-in, e.g. Remote-User
@@ -194,7 +197,7 @@ SETTINGS: dict[str, Callable[[object], Any]] = {
 }
 
 
-TABLES = ("check", "notifier", "ui")
+TABLES = ("check", "notifier", "silence", "ui")
 
 
 UI_KEYS = ("public", "trusted_header", "trusted_header_role")
@@ -211,6 +214,7 @@ def load_config(path: Path | None, env: Mapping[str, str], flags: Mapping[str, s
     values: dict[str, Any] = {}
     checks: tuple[CheckDefinition, ...] = ()
     notifiers: tuple[NotifierSpec, ...] = ()
+    silences: tuple[Silence, ...] = ()
     lines: Lines | None = None
     if path is not None:
         document, lines = read_document(path)
@@ -228,6 +232,7 @@ def load_config(path: Path | None, env: Mapping[str, str], flags: Mapping[str, s
         notifiers = tuple(read_notifiers(document.get("notifier", []), path, lines, env))
         refuse_shell_unless_enabled(notifiers, values.get("enable_shell", False))
         checks = tuple(read_checks(document.get("check", []), path, lines, notifiers))
+        silences = tuple(read_silences(document.get("silence", []), path, lines))
         if "ui" in document:
             values.update(_ui(document["ui"], path, lines))
     for key in SETTINGS:
@@ -243,6 +248,7 @@ def load_config(path: Path | None, env: Mapping[str, str], flags: Mapping[str, s
         **values,
         checks=checks,
         notifiers=notifiers or (IMPLICIT_LOG,),
+        silences=silences,
         source=str(path) if path else None,
     )
 

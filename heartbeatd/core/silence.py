@@ -1,0 +1,109 @@
+"""Silences: maintenance windows from the config and snoozes set by a check's own ping URL.
+
+A silence mutes alerts, never monitoring: checks still flip and pings are still recorded,
+but a flip's notifications are held while it lasts (store/silences.py decides what is told
+when it ends). This module answers only "is this check silenced at t, by what, until when",
+as pure functions over epoch seconds with bounded work: a window search walks at most
+MAX_CHAINED cron starts, so no expression (`* * * * *` with a day's duration) makes it spin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from heartbeatd.core.model import Check
+from heartbeatd.core.schedule import Schedule, deadline_after, zone
+
+MAX_WINDOW = 31 * 86400.0  # a [[silence]]'s duration: a month of maintenance at most
+MAX_SNOOZE = 7 * 86400.0  # a snooze by ping URL, CLI or API: a week at most
+MAX_REASON = 200  # characters of a snooze's reason
+MAX_CHAINED = 64  # back-to-back cron windows followed to find where a silence really ends
+SNOOZE = "snooze"  # the name a snooze is shown and told under
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """A `[[silence]]` table: `cron` (recurring starts) or `start` (one-off, epoch seconds),
+    each lasting `duration`; it holds the checks with one of `tags` or a slug in `checks`,
+    and every check when both are empty."""
+
+    name: str
+    duration: float
+    cron: str | None = None
+    start: float | None = None
+    tz: str = "UTC"
+    tags: tuple[str, ...] = ()
+    checks: tuple[str, ...] = ()
+
+    def covers(self, check: Check) -> bool:
+        if not self.tags and not self.checks:
+            return True
+        return check.slug in self.checks or bool(set(self.tags) & set(check.tags.split()))
+
+    def window_at(self, t: float) -> tuple[float, float] | None:
+        """(start, end) of the window that holds `t`, windows that touch merged; else None."""
+        if self.start is not None:
+            end = self.start + self.duration
+            return (self.start, end) if self.start <= t < end else None
+        assert self.cron is not None
+        schedule = Schedule(grace=0.0, cron=self.cron, tz=self.tz)
+        # The earliest start that can still hold t: the first one after t - duration.
+        first = deadline_after(schedule, t - self.duration - 1e-6)
+        if first is None or first > t:
+            return None
+        end = first + self.duration
+        for _ in range(MAX_CHAINED):
+            following = deadline_after(schedule, end - self.duration)
+            if following is None or following > end:
+                break
+            end = following + self.duration
+        return first, end
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """What holds a check's alerts now, and until when."""
+
+    name: str
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class Snooze:
+    """A check's snooze as stored: one per check, a new one replaces it."""
+
+    check_id: int
+    until: float
+    reason: str
+    created: float
+
+    @property
+    def name(self) -> str:
+        return f"{SNOOZE}: {self.reason}" if self.reason else SNOOZE
+
+
+def holding(
+    check: Check, t: float, silences: Iterable[Silence], snooze: Snooze | None = None
+) -> Hold | None:
+    """What silences `check` at `t`: of all that do, the one that lasts longest (so a hold
+    ends once, when the last of them does); None when nothing does."""
+    holds = [Hold(snooze.name, snooze.until)] if snooze and snooze.until > t else []
+    for silence in silences:
+        if silence.covers(check):
+            window = silence.window_at(t)
+            if window is not None:
+                holds.append(Hold(silence.name, window[1]))
+    return max(holds, key=lambda hold: hold.until, default=None)
+
+
+def local_start(text: str, tz: str) -> float:
+    """Epoch seconds of `2026-12-24T18:00`, a wall time in `tz`; ValueError if unreadable."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"expected a local time like '2026-12-24T18:00', got {text!r}") from None
+    if moment.tzinfo is not None:
+        raise ValueError(f"write the time without an offset; `tz` gives the zone, got {text!r}")
+    return moment.replace(tzinfo=zone(tz)).timestamp()
