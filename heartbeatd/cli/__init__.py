@@ -21,6 +21,7 @@ from heartbeatd.cli.notify import notify
 from heartbeatd.cli.ping import ping_key, send_ping
 from heartbeatd.cli.run import run_wrapped
 from heartbeatd.cli.serve import serve
+from heartbeatd.cli.silences import silence
 from heartbeatd.cli.status import status
 
 
@@ -31,5 +32,5 @@ def cli() -> None:
 
 
 for command in (serve, check, notify, ping_key, send_ping, run_wrapped, apikey, audit_log, user,
-                status, backup_command, restore_command, import_jobs):  # fmt: skip
+                status, backup_command, restore_command, import_jobs, silence):  # fmt: skip
     cli.add_command(command)

@@ -107,3 +107,24 @@ def local_start(text: str, tz: str) -> float:
     if moment.tzinfo is not None:
         raise ValueError(f"write the time without an offset; `tz` gives the zone, got {text!r}")
     return moment.replace(tzinfo=zone(tz)).timestamp()
+
+
+def listed(silences: Iterable[Silence], snoozes: Iterable[tuple[Check, Snooze]], now: float
+           ) -> list[dict[str, object]]:  # fmt: skip
+    """Every silence as the API and `silence list` show it: config windows first (`ends`:
+    epoch seconds when one is on now, else None), then snoozes, soonest to end first."""
+    shown: list[dict[str, object]] = []
+    for silence in silences:
+        window = silence.window_at(now)
+        shown.append({
+            "kind": "window", "name": silence.name, "cron": silence.cron,
+            "start": silence.start, "duration": silence.duration, "tz": silence.tz,
+            "tags": list(silence.tags), "checks": list(silence.checks),
+            "ends": window[1] if window else None,
+        })  # fmt: skip
+    for check, snooze in sorted(snoozes, key=lambda pair: pair[1].until):
+        shown.append({
+            "kind": SNOOZE, "name": snooze.name, "check": check.uuid, "slug": check.slug,
+            "reason": snooze.reason, "created": snooze.created, "ends": snooze.until,
+        })  # fmt: skip
+    return shown

@@ -1,10 +1,11 @@
 """SIGHUP: re-read the config file and apply it without a restart, so no ping is refused.
 
-Checks and notifiers are applied in place: the `[[check]]` tables are reconciled (UUIDs stay,
-changed schedules re-arm), notifiers are rebuilt and swapped into the dispatcher, routing
-follows. A file with a mistake changes nothing: the daemon logs where the mistake is and keeps
-running on the config it has. Top-level settings (listen address, database, ...) are wired
-into the server at start-up, so a change to one is logged as waiting for a restart.
+Checks, notifiers and silences are applied in place: the `[[check]]` tables are reconciled
+(UUIDs stay, changed schedules re-arm), notifiers are rebuilt and swapped into the dispatcher,
+routing follows, held alerts are settled by the new `[[silence]]` windows. A file with a mistake
+changes nothing: the daemon logs where the mistake is and keeps running on the config it has.
+Top-level settings (listen address, database, ...) are wired into the server at start-up, so a
+change to one is logged as waiting for a restart.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from aiohttp import web
 from heartbeatd.core.config import Config, ConfigError, NotifierSpec
 from heartbeatd.core.model import Check, CheckDefinition
 from heartbeatd.notify import build_notifiers, make_router
-from heartbeatd.web.keys import CHECKS, CONFIG, DISPATCHER, STORE
+from heartbeatd.web.keys import CHECKS, CLOCK, CONFIG, DISPATCHER, STORE
 
 log = logging.getLogger("heartbeatd.reload")
 
@@ -50,6 +51,9 @@ class Reloader:
                 log.warning("late events are watched from the next restart on")
             store, dispatcher = self.app[STORE], self.app[DISPATCHER]
             store.router = make_router(new)
+            if new.silences != self.config.silences:  # held alerts settle by the new windows
+                store.silences = new.silences
+                await store.look_again_at_held(self.app[CLOCK].now())
             dispatcher.replace(notifiers, {spec.name: spec for spec in new.notifiers})
             before = {c.slug: c for c in await store.list_checks() if c.managed}
             for line in await self.app[CHECKS].reconcile(new.checks):
@@ -61,7 +65,7 @@ class Reloader:
             return True
 
 
-RELOADED = ("checks", "notifiers", "source")
+RELOADED = ("checks", "notifiers", "silences", "source")
 
 
 def restart_only_changes(old: Config, new: Config) -> list[str]:

@@ -61,6 +61,7 @@ class Event:
     last_metrics: Mapping[str, float] = field(default_factory=dict)  # of the last ping (issue 8)
     now: float = 0.0  # when it is sent: reminders say how long the outage has lasted
     heartbeatd_down: tuple[float, float] | None = None  # heartbeatd's own last downtime
+    silence: str | None = None  # held while this silence lasted, told at its end
 
     @property
     def ping_url(self) -> str:
@@ -99,7 +100,7 @@ class Event:
         if self.kind == "test":
             return f"Test notification from heartbeatd for {name}"
         if self.kind == "down":
-            return f"{name} is DOWN{why}"
+            return f"{name} is DOWN{why}{self._during}"
         if self.kind == "repeat":
             return f"{name} is still DOWN{why}, for {format_elapsed(self.now - self.flip.at)}"
         if self.kind == "late":
@@ -108,7 +109,17 @@ class Event:
         lasted = ""
         if self.down_since is not None:
             lasted = f" after {format_elapsed(self.flip.at - self.down_since)} down"
-        return f"{name} is UP again{lasted}"
+        return f"{name} is UP again{lasted}{self._during}"
+
+    @property
+    def _during(self) -> str:
+        """For an alert held by a silence and told at its end: "down since 03:12 UTC,
+        during Sunday patching", so the person knows it is not news of this minute."""
+        if self.silence is None:
+            return ""
+        if self.kind == "down":
+            return f", down since {_when(self.flip.at)}, during {self.silence}"
+        return f", during {self.silence}"
 
     def output_tail(self, limit: int = 500) -> str:
         """The end of the last ping's body (the job's output), as text."""
@@ -185,6 +196,7 @@ class Event:
             "down_since": iso(self.down_since),
             "last_body_tail": self.output_tail(1000),
             "last_metrics": dict(self.last_metrics),
+            "silence": self.silence,
         }
 
 

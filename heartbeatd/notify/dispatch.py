@@ -32,6 +32,7 @@ WALL_STEP = 2.0  # a change of wall - monotonic beyond this is a clock step, not
 # this long: the row is still pending, and looking again at once would send it again and again
 # as fast as the service answers.
 RECORD_RETRY = 30.0
+REMINDERS = ("repeat", "late")  # not a flip's alert: a silence defers or drops them when due
 
 
 def retry_delay(attempts: int, rng: random.Random) -> float:
@@ -166,7 +167,11 @@ class Dispatcher:
     async def _deliver(self, notifier: Notifier, limit: Slots, item: OutboxItem) -> None:
         try:
             void = self._void(item)
-            if void is not None:
+            if item.event in REMINDERS and await self._store.hold_reminder(
+                item.id, item.check, self._clock.now()
+            ):
+                pass  # a silence holds the check: later, or never for a late warning
+            elif void is not None:
                 await self._store.notification_cancelled(item.id, void)
             else:
                 async with limit:
@@ -262,4 +267,5 @@ class Dispatcher:
             last_metrics=item.last_metrics,
             now=self._clock.now(),
             heartbeatd_down=self.heartbeatd_down,
+            silence=item.held_by,
         )

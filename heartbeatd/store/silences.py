@@ -87,6 +87,14 @@ class Silences(StoreBase):
         async with self._reader.execute(sql, (now,)) as cur:
             return {row[0]: Snooze(*row) async for row in cur}
 
+    async def snoozed_checks(self, now: float) -> list[tuple[Check, Snooze]]:
+        """Every running snooze with its check, for listing."""
+        snoozes = await self.snoozes(now)
+        sql = f"{SELECT_CHECK} WHERE id IN (SELECT check_id FROM snoozes WHERE until > ?)"
+        async with self._reader.execute(sql, (now,)) as cur:
+            checks = [_check(row) async for row in cur]
+        return [(check, snoozes[check.id]) for check in checks if check.id in snoozes]
+
     async def look_again_at_held(self, now: float) -> None:
         """Settle every held alert at the dispatcher's next pass: the silences changed."""
         await self._writer.run(

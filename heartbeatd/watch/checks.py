@@ -59,6 +59,16 @@ class Checks:
         check, flip = await self.store.change_state(ref, change, self.clock.now(), actor)
         return self._armed(check), flip
 
+    async def snooze(
+        self, target: ByUuid | BySlug | str, seconds: float, reason: str, actor: str | None
+    ) -> Check:
+        """Silence a check's alerts for `seconds` from now (0 lifts its snooze); held alerts
+        are settled at once by the dispatcher, which the write wakes."""
+        now = self.clock.now()
+        check = await self.store.snooze(target, now + seconds, reason, now, actor)
+        self.wake()
+        return check
+
     async def rotate(self, ref: str, actor: str) -> Check:
         """A new UUID; the check's deadlines stay as they were."""
         return await self.store.rotate(ref, actor, self.clock.now())

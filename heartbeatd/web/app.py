@@ -77,12 +77,19 @@ def create_app(
         loader=jinja2.PackageLoader("heartbeatd.web.ui", "templates"), autoescape=True
     )
     notifiers = build_notifiers(config)  # config mistakes surface before anything starts
-    store = Store(config.db, config.ping_retention, lambda: monitor.request_resync())
+    store = Store(config.db, config.ping_retention, lambda: external_change())
     store.router = make_router(config)
+    store.silences = config.silences
     policies = {spec.name: spec for spec in config.notifiers}
     dispatcher = Dispatcher(store, notifiers, app[CLOCK], config.site_url, policies)
     watch_late = any("late" in spec.events for spec in config.notifiers)
     monitor = Monitor(store, app[CLOCK], config.startup_grace, dispatcher.wake, watch_late)
+
+    def external_change() -> None:
+        """The CLI committed: deadlines may have moved, a snooze may have ended early."""
+        monitor.request_resync()
+        dispatcher.wake()
+
     app[STORE], app[MONITOR], app[DISPATCHER] = store, monitor, dispatcher
     app[CHECKS] = Checks(store, monitor, dispatcher.wake, app[CLOCK])
     selfmon = app[SELFMON] = SelfMonitor(

@@ -1,4 +1,5 @@
-"""The Healthchecks ping URLs: /ping/<uuid>[/start|/fail|/log|/<exit>] and the slug form.
+"""The Healthchecks ping URLs: /ping/<uuid>[/start|/fail|/log|/<exit>] and the slug form,
+and heartbeatd's /ping/<uuid>/snooze?for=2h (a silence a script sets before planned work).
 
 The reply is sent only after the ping is committed (store.record_ping returns after the group
 commit), so every "OK" is on disk. PROTOCOL.md §1 has the rules followed here.
@@ -12,9 +13,11 @@ import uuid
 
 from aiohttp import web
 
+from heartbeatd.core.durations import format_duration, parse_duration
 from heartbeatd.core.errors import BadRequest, NotFound, plain_errors
 from heartbeatd.core.limits import MAX_SLUG
 from heartbeatd.core.rules import metrics as ping_metrics
+from heartbeatd.core.silence import MAX_REASON, MAX_SNOOZE
 from heartbeatd.store import BySlug, ByUuid, PingIn, PingResult
 from heartbeatd.web.bodies import paced
 from heartbeatd.web.keys import CHECKS, CONFIG, STORE
@@ -28,7 +31,7 @@ UUID_FORM = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 # (older ones, from before limits.py, may be longer than MAX_SLUG) can be pinged; upper case
 # in a slug is refused later with Healthchecks' own answer.
 SLUG_CHARS = re.compile(r"[-a-zA-Z0-9_]+")
-ACTIONS = {"start", "fail", "log"}
+ACTIONS = {"start", "fail", "log", "snooze"}  # snooze: no ping, a silence (silence.py)
 MAX_UA = 200
 CHUNK = 64 * 1024
 
@@ -167,6 +170,8 @@ def storable(text: str) -> str:
 async def ping(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     target, action, exit_status = parse_ping_path(request.match_info["tail"])
+    if action == "snooze":
+        return await snooze(request, target)
     rid = parse_rid(request.query.get("rid"))
     if isinstance(target, BySlug) and request.query.get("create") == "1":
         target = by_slug(target.ping_key, target.slug, create=True)
@@ -180,6 +185,29 @@ async def ping(request: web.Request) -> web.Response:
     if result.created:
         return web.Response(status=201, text="Created", headers=headers)
     return web.Response(text="OK", headers=headers)
+
+
+async def snooze(request: web.Request, target: ByUuid | BySlug) -> web.Response:
+    """`?for=2h` silences the check's alerts for that long from now (`for=0` lifts it), with
+    an optional `reason` cut to MAX_REASON. Bounded like a ping: no body is read, and the one
+    snooze a check has is replaced, so no sender can grow the table past the checks."""
+    reason = storable(request.query.get("reason", ""))[:MAX_REASON]
+    seconds = snooze_length(request.query.get("for"))
+    await request.app[CHECKS].snooze(target, seconds, reason, None)
+    return web.Response(text="OK", headers={"Cache-Control": "no-cache, no-store"})
+
+
+def snooze_length(text: str | None) -> float:
+    """Seconds of a snooze from `2h`, `30m`, `1d`; BadRequest past MAX_SNOOZE."""
+    if text is None:
+        raise BadRequest("for= is required, e.g. ?for=2h")
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    if seconds > MAX_SNOOZE:
+        raise BadRequest(f"for= may be at most {format_duration(MAX_SNOOZE)}")
+    return seconds
 
 
 def ping_in(

@@ -17,9 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
-from heartbeatd.core import model
+from heartbeatd.core import model, silence
 from heartbeatd.core.errors import BadRequest, Conflict, Forbidden, HeartbeatdError, NotFound
 from heartbeatd.core.model import UNIQUE_KEY_LENGTH, Check, CheckDefinition
+from heartbeatd.core.silence import MAX_REASON
 from heartbeatd.notify import iso
 from heartbeatd.store import ApiKey
 from heartbeatd.web import badges
@@ -28,7 +29,7 @@ from heartbeatd.web.api.openapi import OPENAPI
 from heartbeatd.web.api.schema import Channel, Site
 from heartbeatd.web.bodies import read_capped
 from heartbeatd.web.keys import CHECKS, CLOCK, CONFIG, STORE
-from heartbeatd.web.ping import UUID_FORM
+from heartbeatd.web.ping import UUID_FORM, snooze_length, storable
 
 routes = web.RouteTableDef()
 
@@ -375,3 +376,52 @@ async def audit(call: Call) -> web.StreamResponse:
     for row in rows:
         row["at"] = iso(row["at"])
     return web.json_response({"audit": rows})
+
+
+# -- silences (heartbeatd's extension) ------------------------------------------------------
+
+
+@routes.route("*", "/api/v3/silences/")
+@endpoint("GET", "POST", readers=True)
+async def silences(call: Call) -> web.StreamResponse:
+    """The config's windows and the running snoozes; POST {"check", "for", "reason"} snoozes
+    a check (replacing its snooze), as its /ping/<uuid>/snooze URL does."""
+    if call.request.method == "POST":
+        check = await call.find(_text_field(call.body, "check", 36))
+        seconds = snooze_length(str(call.body.get("for", "")) or None)
+        reason = _text_field(call.body, "reason", MAX_REASON, required=False)
+        await call.app[CHECKS].snooze(check.uuid, seconds, reason, call.actor)
+        return web.json_response(await _silences_json(call, check.id), status=201)
+    return web.json_response({"silences": await _silences_json(call)})
+
+
+@routes.route("*", "/api/v3/silences/{code}")
+@endpoint("DELETE")
+async def lift_snooze(call: Call) -> web.StreamResponse:
+    """Lift a check's snooze; its held alerts are settled at once."""
+    check = await call.find(call.request.match_info["code"])
+    if check.id not in await call.store.snoozes(call.now):
+        raise NotFound("the check is not snoozed")
+    await call.app[CHECKS].snooze(check.uuid, 0.0, "", call.actor)
+    return web.json_response({"silences": await _silences_json(call)})
+
+
+async def _silences_json(call: Call, only: int | None = None) -> Any:
+    """Every silence (or the snooze of check `only`) with times as ISO 8601."""
+    snoozed = await call.store.snoozed_checks(call.now)
+    shown = silence.listed(call.app[CONFIG].silences, snoozed, call.now)
+    for item in shown:
+        for key in ("start", "created", "ends"):
+            if key in item:
+                item[key] = iso(item[key])  # type: ignore[arg-type]
+    if only is not None:
+        check_uuid = next(c.uuid for c, _ in snoozed if c.id == only)
+        return next(item for item in shown if item.get("check") == check_uuid)
+    return shown
+
+
+def _text_field(body: Mapping[str, Any], name: str, limit: int, required: bool = True) -> str:
+    value = body.get(name, None if required else "")
+    if not isinstance(value, str) or len(value) > limit:
+        raise BadRequest(f"json validation error: {name} is not a string of at most {limit}")
+    return storable(value)
