@@ -89,12 +89,22 @@ def holding(
 ) -> Hold | None:
     """What silences `check` at `t`: of all that do, the one that lasts longest (so a hold
     ends once, when the last of them does); None when nothing does."""
+    return strongest(check, t, on_at((s for s in silences if s.covers(check)), t), snooze)
+
+
+def on_at(silences: Iterable[Silence], t: float) -> list[tuple[Silence, float]]:
+    """The silences whose window holds `t`, with its end: computed once for a page of many
+    checks, as a cron window costs a cronsim walk."""
+    windows = ((silence, silence.window_at(t)) for silence in silences)
+    return [(silence, window[1]) for silence, window in windows if window is not None]
+
+
+def strongest(
+    check: Check, t: float, windows: Iterable[tuple[Silence, float]], snooze: Snooze | None
+) -> Hold | None:
+    """holding() over windows already known to be on at `t` (on_at)."""
     holds = [Hold(snooze.name, snooze.until)] if snooze and snooze.until > t else []
-    for silence in silences:
-        if silence.covers(check):
-            window = silence.window_at(t)
-            if window is not None:
-                holds.append(Hold(silence.name, window[1]))
+    holds += [Hold(silence.name, end) for silence, end in windows if silence.covers(check)]
     return max(holds, key=lambda hold: hold.until, default=None)
 
 

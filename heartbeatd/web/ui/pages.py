@@ -26,6 +26,7 @@ from heartbeatd.core.model import Check, Status, late_at, run_example, status_at
 from heartbeatd.core.rules import CheckRules
 from heartbeatd.core.rules.assertions import Percentile, show_all
 from heartbeatd.core.schedule import in_words, upcoming, zone
+from heartbeatd.core.silence import Hold, holding, on_at, strongest
 from heartbeatd.store import PingRecord
 from heartbeatd.web import badges
 from heartbeatd.web.keys import CLOCK, CONFIG, STORE, TEMPLATES
@@ -139,6 +140,7 @@ class Row:
     next_expected: float | None
     last_duration: str
     strip: Markup
+    silenced: str = ""  # the silence holding its alerts, and until when
 
     def html(self, templates: jinja2.Environment, now: float) -> Markup:
         """The row with its relative times put into the slots of its cached rendering."""
@@ -177,7 +179,12 @@ def _row_parts(row: Row, templates: jinja2.Environment) -> list[str]:
     return parts
 
 
-def dashboard_row(check: Check, now: float, runs: str) -> Row:
+def held_text(hold: Hold | None) -> str:
+    """ "Sunday patching until 2026-12-06 05:00 UTC": what the page says of a silence."""
+    return f"{hold.name} until {exact_time(hold.until)}" if hold else ""
+
+
+def dashboard_row(check: Check, now: float, runs: str, hold: Hold | None = None) -> Row:
     status = shown_status(check, now)
     return Row(
         uuid=check.uuid,
@@ -190,6 +197,7 @@ def dashboard_row(check: Check, now: float, runs: str) -> Row:
         next_expected=next_expected(check, status),
         last_duration=format_elapsed(check.last_duration) if check.last_duration else "",
         strip=run_strip(runs),
+        silenced=held_text(hold),
     )
 
 
@@ -215,7 +223,11 @@ async def dashboard(request: web.Request) -> web.Response:
     store = app[STORE]
     checks = await store.list_checks()
     runs = await store.recent_runs(STRIP_RUNS)
-    rows = [dashboard_row(c, now, runs.get(c.id, "")) for c in checks]
+    windows, snoozes = on_at(app[CONFIG].silences, now), await store.snoozes(now)
+    rows = [
+        dashboard_row(c, now, runs.get(c.id, ""), strongest(c, now, windows, snoozes.get(c.id)))
+        for c in checks
+    ]
     status, tag = request.query.get("status", ""), request.query.get("tag", "")
     shown = [r for r in rows if (not status or r.status == status) and (not tag or tag in r.tags)]
     shown.sort(key=lambda r: (ORDER[r.status], r.name.lower()))
@@ -267,6 +279,8 @@ async def check_page_response(
     ]  # fmt: skip
     site = app[CONFIG].site_url
     metric = main_metric(check.rules, records)
+    snooze = (await store.snoozes(now)).get(check.id)
+    hold = holding(check, now, app[CONFIG].silences, snooze)
     shown = sees_secrets(request, user)
     secret = await store.badge_secret() if shown else ""
     return render(
@@ -292,6 +306,7 @@ async def check_page_response(
         badges=badges.check_badge_urls(secret, check) if shown else {},
         site_url=site,
         message=message,
+        silenced=held_text(hold),
     )
 
 
