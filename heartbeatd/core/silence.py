@@ -50,7 +50,7 @@ class Silence:
         assert self.cron is not None
         schedule = Schedule(grace=0.0, cron=self.cron, tz=self.tz)
         # The earliest start that can still hold t: the first one after t - duration.
-        first = deadline_after(schedule, t - self.duration - 1e-6)
+        first = deadline_after(schedule, t - self.duration)
         if first is None or first > t:
             return None
         end = first + self.duration

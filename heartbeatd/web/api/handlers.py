@@ -389,6 +389,8 @@ async def silences(call: Call) -> web.StreamResponse:
     if call.request.method == "POST":
         check = await call.find(_text_field(call.body, "check", 36))
         seconds = snooze_length(str(call.body.get("for", "")) or None)
+        if seconds <= 0:
+            raise BadRequest("for: must be more than 0s; DELETE lifts a snooze")
         reason = _text_field(call.body, "reason", MAX_REASON, required=False)
         await call.app[CHECKS].snooze(check.uuid, seconds, reason, call.actor)
         return web.json_response(await _silences_json(call, check.id), status=201)

@@ -11,6 +11,7 @@ from typing import Any
 
 from heartbeatd import __version__
 from heartbeatd.core import fields, limits
+from heartbeatd.core.silence import MAX_REASON
 from heartbeatd.web.api.schema import (
     BODY_FLAG_FIELDS,
     BODY_TEXT_FIELDS,
@@ -195,6 +196,43 @@ FLIP_FILTERS = [
 def _check_answer(description: str) -> dict[str, Any]:
     return _answer(description, _ref("Check"))
 
+
+SILENCE = {
+    "type": "object",
+    "required": ["kind", "name", "ends"],
+    "properties": {
+        "kind": {"enum": ["window", "snooze"]},
+        "name": {"type": "string"},
+        "ends": {**NULLABLE_TIME, "description": "when it ends; null: a window not on now"},
+        "cron": {"type": ["string", "null"]},
+        "start": NULLABLE_TIME,
+        "duration": {"type": "number"},
+        "tz": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "checks": {"type": "array", "items": {"type": "string"}},
+        "check": {"type": "string", "description": "a snooze's check, by UUID"},
+        "slug": {"type": "string"},
+        "reason": {"type": "string"},
+        "created": {"type": "string", "format": "date-time"},
+    },
+}
+SILENCES = {
+    "type": "object",
+    "required": ["silences"],
+    "properties": {"silences": {"type": "array", "items": SILENCE}},
+}
+SNOOZE_SPEC = {
+    "type": "object",
+    "required": ["check", "for"],
+    "properties": {
+        "check": {"type": "string", "description": "the check's UUID"},
+        "for": {
+            "type": ["string", "integer"],
+            "description": "how long: a duration like '2h' or seconds, more than 0, at most 7d",
+        },
+        "reason": {"type": "string", "maxLength": MAX_REASON},
+    },
+}
 
 PATHS: dict[str, Any] = {
     "/api/v3/checks/": {
@@ -404,6 +442,37 @@ PATHS: dict[str, Any] = {
                     "content": {"text/plain": {"schema": {"const": "OK"}}},
                 },
                 "503": {"description": "The database cannot be read or cannot take writes"},
+                **RATE_LIMITED,
+            },
+        },
+    },
+    "/api/v3/silences/": {
+        "get": {
+            "summary": "The config's [[silence]] windows and every running snooze "
+            "(heartbeatd's extension)",
+            "responses": {"200": _answer("Silences", SILENCES), **ERRORS},
+        },
+        "post": {
+            "summary": "Snooze a check's alerts, replacing its snooze (heartbeatd's extension); "
+            "the check is still monitored, its alerts are held and told when the snooze ends",
+            "requestBody": {"required": True, "content": {JSON: {"schema": SNOOZE_SPEC}}},
+            "responses": {
+                "201": _answer("The snooze", SILENCE),
+                **ERRORS,
+                **NOT_FOUND,
+                **TOO_LARGE,
+            },
+        },
+    },
+    "/api/v3/silences/{code}": {
+        "delete": {
+            "summary": "Lift a check's snooze (heartbeatd's extension); its held alerts are "
+            "settled at once",
+            "parameters": [CODE],
+            "responses": {
+                "200": _answer("The silences left", SILENCES),
+                "401": ERRORS["401"],
+                "404": _answer("No such check, or it is not snoozed", _ref("Error")),
                 **RATE_LIMITED,
             },
         },
