@@ -12,6 +12,7 @@ window follows its time zone across DST; `[[silence]]` mistakes are located by f
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,9 @@ from aiohttp import web
 from heartbeatd.core.config import ConfigError, load_config
 from heartbeatd.core.model import Check
 from heartbeatd.core.silence import Silence, holding
+from heartbeatd.notify.message_parts import details
 from tests.conftest import Daemon, eventually
-from tests.notify_helpers import webhook_config
+from tests.notify_helpers import make_event, webhook_config
 
 HOUR = 3600.0
 
@@ -201,6 +203,8 @@ def test_the_cli_adds_lists_and_removes_a_snooze(hb: Any) -> None:
     assert hb("silence", "add", "backup", "--for", "8d").exit_code == 2
     assert hb("silence", "remove", "backup").exit_code == 0
     assert "No silences" in hb("silence", "list").output
+    again = hb("silence", "remove", "backup")
+    assert again.exit_code == 1 and "'backup' is not snoozed" in again.output
 
 
 async def test_the_api_creates_lists_and_deletes_a_snooze(start_daemon: Any) -> None:
@@ -299,3 +303,18 @@ def test_silence_mistakes_are_located(tmp_path: Path, table: str, where: str) ->
     with pytest.raises(ConfigError) as caught:
         load_config(path, {}, {})
     assert f"{path}:" in str(caught.value) and where in str(caught.value)
+
+
+def test_every_notifier_kind_gets_the_end_of_silence_text() -> None:
+    """Chat kinds lay out summary + details (message_parts), email and shell the text,
+    webhooks the JSON: each carries the silence."""
+    down = replace(make_event("down"), silence="Sunday patching")
+    assert down.summary == (
+        "backup is DOWN (missed ping), down since 2027-01-15 08:00:00 UTC, during Sunday patching"
+    )
+    assert "Held during: Sunday patching (told when it ended)" in details(down)
+    assert "Held during: Sunday patching" in down.text()
+    assert down.as_dict()["silence"] == "Sunday patching"
+    up = replace(make_event("up"), silence="Sunday patching")
+    assert up.summary == "backup is UP again after 1h down, during Sunday patching"
+    assert make_event("down").as_dict()["silence"] is None

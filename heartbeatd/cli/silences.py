@@ -6,12 +6,18 @@ and settles the check's held alerts at once when a snooze is lifted (store/silen
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from heartbeatd.cli.common import config_options, load, print_listing, with_store
 from heartbeatd.core.clock import SystemClock
 from heartbeatd.core.durations import format_duration, format_elapsed, parse_duration
 from heartbeatd.core.silence import MAX_REASON, MAX_SNOOZE, listed
+
+if TYPE_CHECKING:
+    from heartbeatd.core.model import Check
+    from heartbeatd.store import Store
 
 
 @click.group()
@@ -78,5 +84,11 @@ def silence_remove(config_file: str | None, db: str | None, ref: str) -> None:
     """Lift a check's snooze; alerts held by it are settled at once."""
     config = load(config_file, db=db)
     now = SystemClock().now()
-    check = with_store(config, lambda s: s.snooze(ref, now, "", now, "cli"))
-    click.echo(f"Lifted the snooze of {check.name!r}.")
+
+    async def lift(store: Store) -> Check:
+        check = await store.get_check(ref)
+        if check.id not in await store.snoozes(now):
+            raise click.ClickException(f"{check.name!r} is not snoozed")
+        return await store.snooze(ref, now, "", now, "cli")
+
+    click.echo(f"Lifted the snooze of {with_store(config, lift).name!r}.")

@@ -155,6 +155,8 @@ class Event:
             lines.append(f"Last metrics: {show_all(self.last_metrics)}")
         if self.is_problem:
             lines.append(f"Down since: {_when(self.flip.at)}")
+        if self.silence is not None:
+            lines.append(f"Held during: {self.silence} (told when it ended)")
         if c.tags:
             lines.append(f"Tags: {c.tags}")
         if self.lost_pings_note:
