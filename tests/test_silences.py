@@ -23,6 +23,7 @@ from aiohttp import web
 from heartbeatd.core.config import ConfigError, load_config
 from heartbeatd.core.model import Check
 from heartbeatd.core.silence import Silence, holding
+from heartbeatd.daemon.reload import Reloader
 from heartbeatd.notify.message_parts import details
 from tests.conftest import Daemon, eventually
 from tests.notify_helpers import make_event, webhook_config
@@ -164,6 +165,23 @@ async def test_a_restart_inside_a_window_keeps_its_rules(
     await eventually(lambda: recorder.received)
     assert [e["check"]["uuid"] for e in recorder.received] == [check.uuid]
     assert recorder.received[0]["silence"] == "Sunday patching"
+
+
+async def test_a_reload_that_ends_a_window_tells_its_held_alert_at_once(
+    start_daemon: Any, sink: tuple[Sink, str], tmp_path: Path
+) -> None:
+    recorder, url = sink
+    path = tmp_path / "heartbeatd.toml"
+    flags = {"db": str(tmp_path / "heartbeatd.db"), "listen": "127.0.0.1:0"}
+    daemon: Daemon = await start_daemon(webhook_config(url) + window_from(1_800_000_000.0))
+    await go_down(daemon)
+    page = await (await daemon.client.get("/")).text()
+    assert "silenced: Sunday patching" in page
+    path.write_text(webhook_config(url))
+    assert await Reloader(daemon.app, lambda: load_config(path, {}, flags)).reload()
+    await eventually(lambda: recorder.received)
+    assert recorder.received[0]["silence"] == "Sunday patching"
+    assert "silenced:" not in await (await daemon.client.get("/")).text()
 
 
 async def test_the_snooze_url_works_in_both_forms_bounded_one_per_check(

@@ -411,7 +411,7 @@ async def lift_snooze(call: Call) -> web.StreamResponse:
 async def _silences_json(call: Call, only: int | None = None) -> Any:
     """Every silence (or the snooze of check `only`) with times as ISO 8601."""
     snoozed = await call.store.snoozed_checks(call.now)
-    shown = silence.listed(call.app[CONFIG].silences, snoozed, call.now)
+    shown = silence.listed(call.store.silences, snoozed, call.now)
     for item in shown:
         for key in ("start", "created", "ends"):
             if key in item:

@@ -223,7 +223,7 @@ async def dashboard(request: web.Request) -> web.Response:
     store = app[STORE]
     checks = await store.list_checks()
     runs = await store.recent_runs(STRIP_RUNS)
-    windows, snoozes = on_at(app[CONFIG].silences, now), await store.snoozes(now)
+    windows, snoozes = on_at(store.silences, now), await store.snoozes(now)
     rows = [
         dashboard_row(c, now, runs.get(c.id, ""), strongest(c, now, windows, snoozes.get(c.id)))
         for c in checks
@@ -280,7 +280,7 @@ async def check_page_response(
     site = app[CONFIG].site_url
     metric = main_metric(check.rules, records)
     snooze = (await store.snoozes(now)).get(check.id)
-    hold = holding(check, now, app[CONFIG].silences, snooze)
+    hold = holding(check, now, store.silences, snooze)
     shown = sees_secrets(request, user)
     secret = await store.badge_secret() if shown else ""
     return render(
