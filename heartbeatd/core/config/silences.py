@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from heartbeatd.core import fields, limits
+from heartbeatd.core import fields
 from heartbeatd.core.config.document import ConfigError, KeyProblem, Lines, tables
 from heartbeatd.core.config.values import as_text, name_list, tags_value, text
 from heartbeatd.core.durations import parse_bounded_duration
@@ -73,8 +73,5 @@ def _window(value: object) -> float:
 
 
 def _slugs(value: object) -> tuple[str, ...]:
-    slugs = name_list(value)
-    for slug in slugs:
-        fields.slug(slug)
-    limits.bounded(" ".join(slugs), limits.MAX_TAGS * 20)
-    return slugs
+    """Check slugs, within the bound a check's tags have (fields.tags)."""
+    return fields.tags([fields.slug(slug) for slug in name_list(value)])
