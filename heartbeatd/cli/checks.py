@@ -72,12 +72,22 @@ def check() -> None:
 @click.option("--misses", default=1, show_default=True, type=int,
               callback=within_limits(fields.misses),
               help="alert after this many missed periods in a row")  # fmt: skip
+@click.option("--failures", default=1, show_default=True, type=int,
+              callback=within_limits(fields.failures),
+              help="alert after this many failed, timed-out or missed runs in a row")  # fmt: skip
+@click.option("--recoveries", default=1, show_default=True, type=int,
+              callback=within_limits(fields.recoveries),
+              help="recover after this many successful runs in a row")  # fmt: skip
+@click.option("--early", default="0s", show_default=True,
+              callback=within_limits(fields.early_duration),
+              help="with --cron: a ping this early for a slot counts for it")  # fmt: skip
 @click.option("--max-runtime", help="longest a started run may take  [default: the grace]")
 @click.option("--json", "as_json", is_flag=True, help="print the check as JSON")
 def check_add(
     config_file: str | None, db: str | None, name: str, period: str | None, cron: str | None,
     tz: str, grace: str, slug: str | None, tags: tuple[str, ...], desc: str,
-    notifiers: tuple[str, ...], misses: int, max_runtime: str | None, as_json: bool,
+    notifiers: tuple[str, ...], misses: int, failures: int, recoveries: int, early: float,
+    max_runtime: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Add a check and print its ping URL and a crontab line."""
     config = load(config_file, db=db)
@@ -106,6 +116,9 @@ def check_add(
         desc=desc,
         notifiers=notifiers or None,
         misses=misses,
+        failures=failures,
+        recoveries=recoveries,
+        early=early,
         max_runtime=duration_option(max_runtime, "--max-runtime"),
     )
     added = with_store(config, lambda s: s.add_check(definition, SystemClock().now(), actor="cli"))
@@ -140,6 +153,10 @@ def check_dict(check: Check, config: Config) -> dict[str, Any]:
         "tz": check.tz,
         "grace": check.grace,
         "misses": check.misses,
+        "failures": check.failures,
+        "recoveries": check.recoveries,
+        "early": check.early,
+        "counting": model.counting(check, now),
         "max_runtime": check.max_runtime,
         "notifiers": list(check.notifiers) if check.notifiers is not None else None,
         "managed_by_config": check.managed,

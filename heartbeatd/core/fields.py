@@ -20,6 +20,12 @@ from heartbeatd.core.schedule import validate_schedule, validate_tz
 MIN_SECONDS = 1.0  # period, grace and max_runtime: Healthchecks' smallest is 60 s
 MAX_SECONDS = 365 * 86400.0  # and its largest
 MAX_MISSES = 100
+MAX_RUNS = 100  # failures and recoveries: Sentry's thresholds go to 720, counted in check-ins
+# Half the smallest gap a cron expression can have (a minute), so a ping early by at most
+# this much is always nearer the slot it counts for than the one before: it can never stand
+# in for a slot it did not meet, whatever the expression. Clock skew and jobs that start a
+# few seconds early are what it is for; a job minutes early has a schedule to fix.
+MAX_EARLY = 30.0
 
 
 class FieldError(ValueError):
@@ -95,18 +101,49 @@ def seconds(value: float) -> float:
 
 def duration(value: object) -> float:
     """seconds() of a duration written as text (`90s`, `5m`, `1h`) or a number of seconds."""
+    return seconds(_parsed(value))
+
+
+def _parsed(value: object) -> float:
     try:
-        parsed = parse_duration(value)
+        return parse_duration(value)
     except ValueError as e:
         raise FieldError(str(e), "is not a number") from None
-    return seconds(parsed)
 
 
 def misses(value: int) -> int:
-    if not 1 <= value <= MAX_MISSES:
-        message = f"must be from 1 to {MAX_MISSES}"
+    return _count(value, MAX_MISSES)
+
+
+def failures(value: int) -> int:
+    """Failed, timed-out or missed runs in a row that take a check down."""
+    return _count(value, MAX_RUNS)
+
+
+def recoveries(value: int) -> int:
+    """Successful runs in a row that bring a down check up."""
+    return _count(value, MAX_RUNS)
+
+
+def _count(value: int, most: int) -> int:
+    if not 1 <= value <= most:
+        message = f"must be from 1 to {most}"
         raise FieldError(f"{message}, got {value}", message)
     return value
+
+
+def early(value: float) -> float:
+    """How long before a cron slot a ping still counts for it, in seconds."""
+    if not 0 <= value <= MAX_EARLY:
+        api = "is too small" if value < 0 else "is too large"
+        limit = format_duration(MAX_EARLY)
+        raise FieldError(f"must be from 0s to {limit}, got {value:g}s", api)
+    return value
+
+
+def early_duration(value: object) -> float:
+    """early() of a duration written as text (`30s`) or a number of seconds."""
+    return early(_parsed(value))
 
 
 def methods(value: str) -> str:

@@ -2,10 +2,27 @@
 
 Pure functions over a Check and the time of the decision; store.py applies them inside its
 write transactions, so the rules and the SQL stay apart and the rules are tested without a DB.
+
+The state machine, with its thresholds (all 1 by default, which is Healthchecks' behaviour):
+
+- A run is *bad* when it fails (a fail ping, a non-zero exit status, a broken rule: the
+  caller has already turned those into `fail`), when a started run outlives its runtime limit
+  (a timeout), or when an expected ping is missed. `fail_streak` counts bad runs in a row;
+  a success ping ends the streak.
+- Not down: a check goes down on the `failures`-th bad run in a row. Below that a fail
+  ping leaves it up (a new or paused one becomes up: it has been heard from) and a timed-out
+  run only counts; the page says "1 of 3 failures". Silence alone takes it down after
+  `max(misses, failures - fail_streak)` missed pings, so `misses` keeps its meaning and a
+  missed run counts towards `failures` too. A new check is never taken down by silence.
+- Down: a check comes up on the `recoveries`-th success in a row (`ok_streak`); a fail, or a
+  success later than its expected time plus grace after the previous one, starts the count
+  again. Below that it stays down and the page says "1 of 2 successes".
+- `early` (cron only): a ping up to `early` before a slot counts for that slot (schedule.py).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 import uuid
@@ -59,10 +76,18 @@ class Check:
     n_pings: int
     alert_after: float | None
     rules: CheckRules = NO_RULES  # assertions and body rules (rules.py)
+    failures: int = 1  # bad runs in a row that take it down (Sentry's failure_issue_threshold)
+    recoveries: int = 1  # successes in a row that bring it up (Sentry's recovery_threshold)
+    early: float = 0.0  # seconds before a cron slot that a ping still counts for the slot
+    fail_streak: int = 0  # bad runs in a row counted so far, while not down
+    ok_streak: int = 0  # successes in a row counted so far, while down
+    streak_at: float | None = None  # the start of the last timed-out run counted, if newer
 
     @property
     def schedule(self) -> Schedule:
-        return Schedule(grace=self.grace, period=self.period, cron=self.cron, tz=self.tz)
+        return Schedule(
+            grace=self.grace, period=self.period, cron=self.cron, tz=self.tz, early=self.early
+        )
 
     @property
     def runtime_limit(self) -> float:
@@ -76,6 +101,7 @@ class Check:
             grace=self.grace, tags=tuple(self.tags.split()), desc=self.desc,
             notifiers=self.notifiers, misses=self.misses, max_runtime=self.max_runtime,
             manual_resume=self.manual_resume, methods=self.methods, rules=self.rules,
+            failures=self.failures, recoveries=self.recoveries, early=self.early,
         )  # fmt: skip
 
 
@@ -97,6 +123,9 @@ class CheckDefinition:
     manual_resume: bool = False
     methods: str = ""
     rules: CheckRules = NO_RULES  # assertions, JSON metric fields, body keywords (rules.py)
+    failures: int = 1
+    recoveries: int = 1
+    early: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +149,7 @@ class Deadline:
     at: float
     reason: str
     detail: str
+    counts_only: bool = False  # a timed-out run below `failures`: counted, not taken down
 
 
 def slugify(name: str) -> str:
@@ -154,20 +184,66 @@ def apply_ping(
     if kind == "start":
         check.last_start, check.last_start_rid = now, rid
     elif kind in ("success", "fail"):
-        check.last_ping, check.last_duration = now, None
+        new = _count_run(check, kind == "success", now)
+        check.last_ping, check.last_duration, check.streak_at = now, None, None
         if check.last_start is not None:
             if check.last_start_rid == rid:
                 check.last_duration = run_duration(check, rid, now)
                 check.last_start = check.last_start_rid = None
             elif kind == "fail" or rid is None:
                 check.last_start = check.last_start_rid = None
-        new = Status.DOWN if kind == "fail" else Status.UP
         if new != check.status:
             reason = reason or ("fail" if kind == "fail" else "ping")
             flip = Flip(at=now, old=check.status, new=new, reason=reason, detail=detail)
             check.status = new
     check.alert_after = _at(going_down(check))
     return flip
+
+
+def _count_run(check: Check, ok: bool, now: float) -> Status:
+    """Count a finished run in the check's streaks; the status it leaves the check in."""
+    if check.status == Status.DOWN:
+        check.ok_streak = _ok_streak_before(check, now) + 1 if ok else 0
+        if check.ok_streak < check.recoveries:
+            return Status.DOWN
+        _reset_streaks(check)
+        return Status.UP
+    if ok:
+        check.fail_streak = 0
+        return Status.UP
+    check.fail_streak += missed_runs(check, now) + 1
+    if check.fail_streak < check.failures:
+        return Status.UP
+    _reset_streaks(check)
+    return Status.DOWN
+
+
+def _ok_streak_before(check: Check, now: float) -> int:
+    """The successes in a row before this one, unless an expected ping was missed since."""
+    if check.ok_streak == 0 or check.last_ping is None:
+        return 0
+    due = deadline_after(check.schedule, check.last_ping)
+    return check.ok_streak if due is not None and now <= due + check.grace else 0
+
+
+def missed_runs(check: Check, now: float) -> int:
+    """Expected pings missed (their grace over) since the last run counted, before `now`;
+    at most what `failures` can still use, so a long silence costs no long walk."""
+    anchor = _anchor(check)
+    if check.failures == 1 or anchor is None or check.status != Status.UP:
+        return 0
+    count = 0
+    while count < check.failures:
+        due = deadline_after(check.schedule, anchor, count + 1)
+        if due is None or due + check.grace >= now:
+            break
+        count += 1
+    return count
+
+
+def _anchor(check: Check) -> float | None:
+    """Where counting expected pings starts: the last ping, or a timed-out run's start."""
+    return check.streak_at if check.streak_at is not None else check.last_ping
 
 
 def run_duration(check: Check, rid: str | None, now: float) -> float | None:
@@ -178,31 +254,45 @@ def run_duration(check: Check, rid: str | None, now: float) -> float | None:
 
 
 def going_down(check: Check) -> Deadline | None:
-    """The moment `check` goes down unless a ping comes first; None if it cannot."""
+    """The moment `check` goes down unless a ping comes first; None if it cannot.
+
+    A run timeout below `failures` is a moment too (`counts_only`): expire() counts it."""
     if check.status == Status.DOWN:
         return None
     candidates = []
     if check.last_start is not None:
-        candidates.append(
-            Deadline(
-                check.last_start + check.runtime_limit,
-                "timeout",
-                f"run did not finish within {format_duration(check.runtime_limit)}",
-            )
-        )
-    if check.status == Status.UP and check.last_ping is not None:
-        missed = deadline_after(check.schedule, check.last_ping, check.misses)
+        candidates.append(_run_timeout(check))
+    anchor = _anchor(check)
+    if check.status == Status.UP and anchor is not None:
+        needed = max(check.misses, check.failures - check.fail_streak)
+        missed = deadline_after(check.schedule, anchor, needed)
         if missed is not None:
-            pings = "ping" if check.misses == 1 else f"{check.misses} pings in a row"
-            candidates.append(Deadline(missed + check.grace, "timeout", f"missed {pings}"))
+            candidates.append(Deadline(missed + check.grace, "timeout", _missed(check, needed)))
     return min(candidates, key=lambda d: d.at, default=None)
+
+
+def _run_timeout(check: Check) -> Deadline:
+    assert check.last_start is not None
+    return Deadline(
+        check.last_start + check.runtime_limit,
+        "timeout",
+        f"run did not finish within {format_duration(check.runtime_limit)}",
+        counts_only=check.fail_streak + 1 < check.failures,
+    )
+
+
+def _missed(check: Check, needed: int) -> str:
+    if check.fail_streak:
+        return f"{check.failures} failed or missed runs in a row"
+    return "missed ping" if needed == 1 else f"missed {needed} pings in a row"
 
 
 def late_at(check: Check) -> float | None:
     """When an up check enters its grace (shown as late) unless a ping comes first."""
-    if check.status != Status.UP or check.last_ping is None or check.last_start is not None:
+    anchor = _anchor(check)
+    if check.status != Status.UP or anchor is None or check.last_start is not None:
         return None
-    return deadline_after(check.schedule, check.last_ping)
+    return deadline_after(check.schedule, anchor)
 
 
 def _at(deadline: Deadline | None) -> float | None:
@@ -214,16 +304,29 @@ def expire(check: Check, expected_at: float) -> Flip | None:
 
     The timer wheel only says that the moment it was armed with has passed; whether that is
     still the check's moment is decided here, against the stored truth. The flip is dated at
-    the deadline, not at when we noticed.
+    the deadline, not at when we noticed. A run timeout below `failures` is counted instead.
     """
     deadline = going_down(check)
     if deadline is None or abs(deadline.at - expected_at) > 1e-6:
         check.alert_after = _at(deadline)
         return None
+    if deadline.counts_only:
+        _count_timed_out_run(check)
+        return None
     flip = Flip(deadline.at, check.status, Status.DOWN, deadline.reason, deadline.detail)
     check.status = Status.DOWN
     check.alert_after = None
+    _reset_streaks(check)
     return flip
+
+
+def _count_timed_out_run(check: Check) -> None:
+    """A started run that outlived its limit, below `failures`: one bad run, and the run is
+    given up, so the next expected ping is counted from its start."""
+    check.fail_streak += 1
+    check.streak_at = check.last_start
+    check.last_start = check.last_start_rid = None
+    check.alert_after = _at(going_down(check))
 
 
 def pause(check: Check, now: float) -> Flip | None:
@@ -234,6 +337,7 @@ def pause(check: Check, now: float) -> Flip | None:
     check.status = Status.PAUSED
     check.last_start = check.last_start_rid = None
     check.alert_after = None
+    _reset_streaks(check)
     return flip
 
 
@@ -244,24 +348,48 @@ def resume(check: Check, now: float) -> Flip | None:
     flip = Flip(now, check.status, Status.NEW, "resume")
     check.status = Status.NEW
     check.last_start = check.last_start_rid = check.last_ping = check.alert_after = None
+    _reset_streaks(check)
     return flip
+
+
+def _reset_streaks(check: Check) -> None:
+    """A flip or a pause ends every count: what came before is not held against what comes
+    after it."""
+    check.fail_streak = check.ok_streak = 0
+    check.streak_at = None
 
 
 def status_at(check: Check, now: float) -> Status:
     """What a person should see now: the stored status refined by time (§2.2)."""
     if check.last_start is not None and check.status != Status.DOWN:
-        if now >= check.last_start + check.runtime_limit:
+        timeout = _run_timeout(check)
+        if now < timeout.at:
+            return Status.STARTED
+        if not timeout.counts_only:
             return Status.DOWN
-        return Status.STARTED
-    if check.status != Status.UP or check.last_ping is None:
+        check = copy.copy(check)  # what expire() will make of it, without changing it
+        _count_timed_out_run(check)
+    anchor = _anchor(check)
+    if check.status != Status.UP or anchor is None:
         return Status(check.status)
     down = going_down(check)
     if down is not None and now >= down.at:
         return Status.DOWN
-    late = deadline_after(check.schedule, check.last_ping)
+    late = deadline_after(check.schedule, anchor)
     if late is not None and now >= late:
         return Status.GRACE
     return Status.UP
+
+
+def counting(check: Check, now: float) -> str:
+    """Where a threshold's count stands, for people ("1 of 3 failures"); "" when none is
+    counting: an on-call engineer wants to see a check one bad run away from alerting."""
+    if check.status == Status.DOWN and 0 < check.ok_streak < check.recoveries:
+        return f"{check.ok_streak} of {check.recoveries} successes"
+    bad = check.fail_streak + missed_runs(check, now) if check.status != Status.DOWN else 0
+    if 0 < bad < check.failures:
+        return f"{bad} of {check.failures} failures"
+    return ""
 
 
 UNIQUE_KEY_LENGTH = 40

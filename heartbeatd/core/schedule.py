@@ -24,13 +24,15 @@ from heartbeatd.core.limits import MAX_CRON, bounded
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """Either `period` (simple) or `cron` + `tz` is set; `grace` applies to both. `cron` holds
+    """Either `period` (simple) or `cron` + `tz` is set; `grace` applies to both, `early`
+    (seconds a ping may come before a slot and still count for it) to cron only. `cron` holds
     a cron or an OnCalendar expression (`kind` tells which)."""
 
     grace: float
     period: float | None = None
     cron: str | None = None
     tz: str = "UTC"
+    early: float = 0.0
 
     @property
     def kind(self) -> str:
@@ -140,13 +142,15 @@ def _occurrences(expr: str, tz: str, after: float) -> Iterator[datetime]:
 def deadline_after(schedule: Schedule, last_ping: float, n: int = 1) -> float | None:
     """The moment the n-th expected ping after `last_ping` is missed (grace not included).
 
-    For cron, a ping early for a slot does not count for it (Healthchecks #830): the slots are
-    the ones strictly after the ping. None when a cron expression has no further occurrence.
+    For cron, a ping more than `early` before a slot does not count for it (Healthchecks
+    #830): the slots are the ones strictly after the ping plus `early`. So with early = 30 s
+    a job in "0 3 * * *" whose ping comes at 02:59:45 has met the 03:00 slot, not missed it.
+    None when a cron expression has no further occurrence.
     """
     if schedule.period is not None:
         return last_ping + n * schedule.period
     assert schedule.cron is not None
-    return _expression_deadline(schedule.cron, schedule.tz, last_ping, n)
+    return _expression_deadline(schedule.cron, schedule.tz, last_ping + schedule.early, n)
 
 
 @lru_cache(maxsize=4096)

@@ -33,13 +33,15 @@ from heartbeatd.store.writer import Writer, connect
 CHECK_COLUMNS = (
     "id, uuid, name, slug, tags, description, period, cron, tz, grace, misses, max_runtime, "
     "manual_resume, methods, notifiers, managed, created, status, last_ping, last_start, "
-    "last_start_rid, last_duration, n_pings, alert_after, rules"
+    "last_start_rid, last_duration, n_pings, alert_after, rules, failures, recoveries, early, "
+    "fail_streak, ok_streak, streak_at"
 )
 SELECT_CHECK = f"SELECT {CHECK_COLUMNS} FROM checks"
 CHECK_FIELDS = tuple(c.strip() for c in CHECK_COLUMNS.split(","))  # _check decodes by these
 SAVE_STATE = (
     "UPDATE checks SET status = ?, last_ping = ?, last_start = ?, last_start_rid = ?, "
-    "last_duration = ?, n_pings = ?, alert_after = ? WHERE id = ?"
+    "last_duration = ?, n_pings = ?, alert_after = ?, fail_streak = ?, ok_streak = ?, "
+    "streak_at = ? WHERE id = ?"
 )
 INSERT_PING = (
     "INSERT INTO pings (check_id, n, created, kind, exit_status, rid, duration, scheme, method, "
@@ -48,7 +50,7 @@ INSERT_PING = (
 )
 DEFINITION_COLUMNS = (
     "name, slug, tags, description, period, cron, tz, grace, misses, max_runtime, "
-    "manual_resume, methods, notifiers, rules"
+    "manual_resume, methods, notifiers, rules, failures, recoveries, early"
 )
 # Auto-provisioned checks (?create=1) get Healthchecks' defaults: a day's period, an hour's grace.
 AUTO_PERIOD, AUTO_GRACE = 86400.0, 3600.0
@@ -202,6 +204,7 @@ def _definition_values(d: CheckDefinition) -> tuple[Any, ...]:
     return (
         d.name, d.slug, " ".join(d.tags), d.desc, d.period, d.cron, d.tz, d.grace, d.misses,
         d.max_runtime, int(d.manual_resume), d.methods, notifiers, d.rules.to_json(),
+        d.failures, d.recoveries, d.early,
     )  # fmt: skip
 
 
@@ -314,7 +317,8 @@ class StoreBase:
             SAVE_STATE,
             (
                 check.status, check.last_ping, check.last_start, check.last_start_rid,
-                check.last_duration, check.n_pings, check.alert_after, check.id,
+                check.last_duration, check.n_pings, check.alert_after, check.fail_streak,
+                check.ok_streak, check.streak_at, check.id,
             ),
         )  # fmt: skip
 
@@ -415,6 +419,7 @@ def _audit_view(check: Check) -> dict[str, Any]:
         "desc": check.desc, "period": check.period, "cron": check.cron, "tz": check.tz,
         "grace": check.grace, "misses": check.misses, "max_runtime": check.max_runtime,
         "manual_resume": check.manual_resume, "methods": check.methods,
+        "failures": check.failures, "recoveries": check.recoveries, "early": check.early,
         "notifiers": list(check.notifiers) if check.notifiers is not None else None,
         "rules": check.rules.as_config(), "status": check.status,
     }  # fmt: skip

@@ -185,6 +185,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN held_by TEXT;  -- the silence that held it; NULL: none
     CREATE INDEX outbox_held ON outbox (next_attempt) WHERE state = 'held';
     """,
+    # 10: thresholds that count runs (failures, recoveries), a cron slot's early tolerance, and
+    # the counts so far; 1, 1 and 0 are what every check did before
+    """
+    ALTER TABLE checks ADD COLUMN failures INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE checks ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE checks ADD COLUMN early REAL NOT NULL DEFAULT 0;
+    ALTER TABLE checks ADD COLUMN fail_streak INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE checks ADD COLUMN ok_streak INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE checks ADD COLUMN streak_at REAL;
+    """,
 )
 
 

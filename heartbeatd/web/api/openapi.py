@@ -87,6 +87,27 @@ CHECK_SPEC: dict[str, Any] = {
         },
         "unique": {"type": "array", "items": {"enum": list(UNIQUE_FIELDS)}},
         "misses": {"type": "integer", "minimum": 1, "maximum": fields.MAX_MISSES},
+        "failures": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": fields.MAX_RUNS,
+            "description": "heartbeatd: down after this many failed, timed-out or missed runs "
+            "in a row (Sentry's failure_issue_threshold); default 1",
+        },
+        "recoveries": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": fields.MAX_RUNS,
+            "description": "heartbeatd: up again after this many successful runs in a row "
+            "(Sentry's recovery_threshold); default 1",
+        },
+        "early": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": int(fields.MAX_EARLY),
+            "description": "heartbeatd, cron checks: seconds before a slot that a ping still "
+            "counts for that slot; default 0",
+        },
         "max_runtime": {
             "type": ["integer", "null"],
             "minimum": SECONDS["minimum"],
@@ -114,6 +135,10 @@ CHECK: dict[str, Any] = {
         "methods",
         "badge_url",
         "misses",
+        "failures",
+        "recoveries",
+        "early",
+        "counting",
         "max_runtime",
         "managed",
     ],
@@ -143,6 +168,14 @@ CHECK: dict[str, Any] = {
         "schedule": {"type": "string"},
         "tz": {"type": "string"},
         "misses": {"type": "integer"},
+        "failures": {"type": "integer"},
+        "recoveries": {"type": "integer"},
+        "early": {"type": "integer"},
+        "counting": {
+            "type": "string",
+            "description": "heartbeatd: where a threshold's count stands, e.g. \"1 of 3 "
+            'failures" (still up) or "1 of 2 successes" (still down); "" when none counts',
+        },
         "max_runtime": {"type": ["integer", "null"]},
         "managed": {"type": "boolean"},
         **{field: {"type": "string"} for field in (*BODY_TEXT_FIELDS, *LEGACY_SUBJECT_FIELDS)},

@@ -136,6 +136,9 @@ FIELDS: dict[str, Callable[[str, object], Any]] = {
     "channels": _string(_bounded(limits.MAX_CHANNELS)),
     "unique": _unique,
     "misses": _number(fields.misses),
+    "failures": _number(fields.failures),
+    "recoveries": _number(fields.recoveries),
+    "early": _number(fields.early),
     "max_runtime": _max_runtime,
     **{
         field: _string(_bounded(limits.MAX_KEYWORDS))
@@ -227,7 +230,10 @@ def definition(
         changes["max_runtime"] = float(runtime) if runtime is not None else None
     if "channels" in spec:
         changes["notifiers"] = resolve_channels(spec["channels"], channels)
-    for field in ("slug", "desc", "tz", "manual_resume", "methods", "misses"):
+    if "early" in spec:
+        changes["early"] = float(spec["early"])
+    for field in ("slug", "desc", "tz", "manual_resume", "methods", "misses", "failures",
+                  "recoveries"):  # fmt: skip
         if field in spec:
             changes[field] = spec[field]
     body_fields = {k: v for k, v in spec.items() if k in BODY_TEXT_FIELDS + BODY_FLAG_FIELDS}
@@ -329,6 +335,10 @@ def check_json(
     # heartbeatd's own fields
     result.update(
         misses=check.misses,
+        failures=check.failures,
+        recoveries=check.recoveries,
+        early=int(check.early),
+        counting=model.counting(check, now),
         max_runtime=int(check.max_runtime) if check.max_runtime is not None else None,
         managed=check.managed,
     )

@@ -191,7 +191,9 @@ def parse_form(
     if existing is not None:
         keep = {"notifiers": existing.notifiers, "misses": existing.misses,
                 "max_runtime": existing.max_runtime, "manual_resume": existing.manual_resume,
-                "methods": existing.methods, "rules": existing.rules}  # fmt: skip
+                "methods": existing.methods, "rules": existing.rules,
+                "failures": existing.failures, "recoveries": existing.recoveries,
+                "early": existing.early}  # fmt: skip
     definition = CheckDefinition(
         name=name, slug=slug, period=period, cron=cron, tz=tz or "UTC",
         grace=grace, tags=tags or (), desc=desc or "",

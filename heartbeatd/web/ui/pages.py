@@ -22,7 +22,15 @@ from markupsafe import Markup, escape
 
 from heartbeatd.core.durations import format_duration, format_elapsed
 from heartbeatd.core.errors import plain_errors
-from heartbeatd.core.model import Check, Status, late_at, run_example, status_at, unique_key
+from heartbeatd.core.model import (
+    Check,
+    Status,
+    counting,
+    late_at,
+    run_example,
+    status_at,
+    unique_key,
+)
 from heartbeatd.core.rules import CheckRules
 from heartbeatd.core.rules.assertions import Percentile, show_all
 from heartbeatd.core.schedule import in_words, upcoming, zone
@@ -135,6 +143,7 @@ class Row:
     name: str
     tags: tuple[str, ...]
     status: str
+    counting: str  # "1 of 3 failures": a threshold counting towards a change of status
     schedule: str
     last_ping: float | None
     next_expected: float | None
@@ -192,6 +201,7 @@ def dashboard_row(check: Check, now: float, runs: str, hold: Hold | None = None)
         name=check.name,
         tags=tuple(check.tags.split()),
         status=status,
+        counting=counting(check, now),
         schedule=schedule_words(check.schedule),
         last_ping=check.last_ping,
         next_expected=next_expected(check, status),
@@ -289,6 +299,7 @@ async def check_page_response(
         user=user,
         check=check,
         status=shown_status(check, now),
+        counting=counting(check, now),
         schedule=in_words(check.schedule),
         grace=format_duration(check.grace),
         last_ping=moment(check.last_ping, now),
