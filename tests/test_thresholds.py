@@ -23,7 +23,9 @@ from tests.test_api import Api
 
 
 async def flips(daemon: Daemon) -> list[tuple[Any, ...]]:
-    return await daemon.query("SELECT old_status, new_status, reason, at FROM flips ORDER BY id")
+    return await daemon.query(
+        "SELECT old_status, new_status, reason, at, detail FROM flips ORDER BY id"
+    )
 
 
 async def alerts(daemon: Daemon) -> list[str]:
@@ -51,7 +53,8 @@ async def test_three_failures_take_a_check_down_at_the_third_with_one_alert(
     assert await alerts(daemon) == []
     assert "2 of 3 failures" in await page(daemon)
     await ping(daemon, check, "/fail")
-    assert [f[:3] for f in await flips(daemon)][-1] == ("up", "down", "fail")
+    down = (await flips(daemon))[-1]
+    assert (*down[:3], down[4]) == ("up", "down", "fail", "3 failed or missed runs in a row")
     await ping(daemon, check, "/fail")
     assert await alerts(daemon) == ["down"]
     assert "of 3 failures" not in await page(daemon)
@@ -78,7 +81,8 @@ async def test_a_run_past_its_max_runtime_counts_as_a_failed_run(daemon: Daemon)
     started = daemon.clock.now()
     await daemon.advance(6)
     down = (await flips(daemon))[-1]
-    assert down[1:] == ("down", "timeout", started + 5)
+    assert down[1:4] == ("down", "timeout", started + 5)
+    assert down[4] == "run did not finish within 5s; 2 failed or missed runs in a row"
     assert await alerts(daemon) == ["down"]
 
 
@@ -92,7 +96,9 @@ async def test_missed_runs_count_towards_failures(daemon: Daemon) -> None:
     assert await alerts(daemon) == []
     assert "2 of 3 failures" in await page(daemon)
     await daemon.advance(60)
-    assert (await flips(daemon))[-1][1:] == ("down", "timeout", failed + 130)
+    assert (await flips(daemon))[-1][1:] == (
+        "down", "timeout", failed + 130, "3 failed or missed runs in a row"
+    )  # fmt: skip
     assert await alerts(daemon) == ["down"]
 
 
@@ -116,6 +122,7 @@ async def test_two_recoveries_need_two_successes_in_a_row(daemon: Daemon) -> Non
     assert await alerts(daemon) == ["down"]
     await ping(daemon, check)
     assert [f[1] for f in await flips(daemon)] == ["down", "up"]
+    assert (await flips(daemon))[-1][4] == "2 successful runs in a row"
     assert await alerts(daemon) == ["down", "up"]
 
 

@@ -194,6 +194,7 @@ def apply_ping(
                 check.last_start = check.last_start_rid = None
         if new != check.status:
             reason = reason or ("fail" if kind == "fail" else "ping")
+            detail = "; ".join(filter(None, (detail, _threshold_met(check, new))))
             flip = Flip(at=now, old=check.status, new=new, reason=reason, detail=detail)
             check.status = new
     check.alert_after = _at(going_down(check))
@@ -216,6 +217,15 @@ def _count_run(check: Check, ok: bool, now: float) -> Status:
         return Status.UP
     _reset_streaks(check)
     return Status.DOWN
+
+
+def _threshold_met(check: Check, new: Status) -> str:
+    """What the alert says of a threshold above 1 that a ping has just met."""
+    if new == Status.DOWN and check.failures > 1:
+        return f"{check.failures} failed or missed runs in a row"
+    if new == Status.UP and check.status == Status.DOWN and check.recoveries > 1:
+        return f"{check.recoveries} successful runs in a row"
+    return ""
 
 
 def _ok_streak_before(check: Check, now: float) -> int:
@@ -273,10 +283,11 @@ def going_down(check: Check) -> Deadline | None:
 
 def _run_timeout(check: Check) -> Deadline:
     assert check.last_start is not None
+    detail = f"run did not finish within {format_duration(check.runtime_limit)}"
     return Deadline(
         check.last_start + check.runtime_limit,
         "timeout",
-        f"run did not finish within {format_duration(check.runtime_limit)}",
+        "; ".join(filter(None, (detail, _threshold_met(check, Status.DOWN)))),
         counts_only=check.fail_streak + 1 < check.failures,
     )
 
