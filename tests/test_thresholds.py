@@ -42,6 +42,14 @@ async def page(daemon: Daemon) -> str:
     return await response.text()
 
 
+@pytest.fixture
+async def api(start_daemon: Callable[..., Any]) -> Api:
+    daemon = await start_daemon()
+    now = daemon.clock.now()
+    rw, _ = await daemon.store.create_api_key("writer", False, now, "cli")
+    return Api(daemon, rw, "")
+
+
 async def test_three_failures_take_a_check_down_at_the_third_with_one_alert(
     daemon: Daemon,
 ) -> None:
@@ -84,6 +92,17 @@ async def test_a_run_past_its_max_runtime_counts_as_a_failed_run(daemon: Daemon)
     assert down[1:4] == ("down", "timeout", started + 5)
     assert down[4] == "run did not finish within 5s; 2 failed or missed runs in a row"
     assert await alerts(daemon) == ["down"]
+
+
+async def test_a_timed_out_run_below_the_threshold_reads_up_before_the_monitor_turns(
+    api: Api,
+) -> None:
+    check = await api.create(failures=2, max_runtime=5)
+    await api.ping(check)
+    await api.ping(check, "/start")
+    api.daemon.clock.advance(6)  # the monitor has not had its turn: the page derives it
+    _, shown = await api.call("GET", f"checks/{check['uuid']}")
+    assert (shown["status"], shown["counting"]) == ("up", "1 of 2 failures")
 
 
 async def test_missed_runs_count_towards_failures(daemon: Daemon) -> None:
@@ -211,14 +230,6 @@ def test_the_config_file_refuses_bad_thresholds_by_key(
     with pytest.raises(ConfigError) as caught:
         load_config(path, {}, {})
     assert str(caught.value).startswith(f"{path}:4: {message}")
-
-
-@pytest.fixture
-async def api(start_daemon: Callable[..., Any]) -> Api:
-    daemon = await start_daemon()
-    now = daemon.clock.now()
-    rw, _ = await daemon.store.create_api_key("writer", False, now, "cli")
-    return Api(daemon, rw, "")
 
 
 async def test_the_api_takes_and_returns_the_thresholds(api: Api) -> None:

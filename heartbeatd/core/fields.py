@@ -20,7 +20,7 @@ from heartbeatd.core.schedule import validate_schedule, validate_tz
 MIN_SECONDS = 1.0  # period, grace and max_runtime: Healthchecks' smallest is 60 s
 MAX_SECONDS = 365 * 86400.0  # and its largest
 MAX_MISSES = 100
-MAX_RUNS = 100  # failures and recoveries: Sentry's thresholds go to 720, counted in check-ins
+MAX_RUNS = 100  # failures and recoveries, as for misses: past it a count is no longer a threshold
 # Half the smallest gap a cron expression can have (a minute), so a ping early by at most
 # this much is always nearer the slot it counts for than the one before: it can never stand
 # in for a slot it did not meet, whatever the expression. Clock skew and jobs that start a

@@ -22,7 +22,7 @@ The state machine, with its thresholds (all 1 by default, which is Healthchecks'
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import hashlib
 import re
 import uuid
@@ -378,7 +378,7 @@ def status_at(check: Check, now: float) -> Status:
             return Status.STARTED
         if not timeout.counts_only:
             return Status.DOWN
-        check = copy.copy(check)  # what expire() will make of it, without changing it
+        check = dataclasses.replace(check)  # what expire() will make of it, left unchanged
         _count_timed_out_run(check)
     anchor = _anchor(check)
     if check.status != Status.UP or anchor is None:
