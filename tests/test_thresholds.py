@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from heartbeatd.core.config import ConfigError, load_config
+from heartbeatd.core.model import unique_key
 from tests.conftest import Daemon
 from tests.test_api import Api
 
@@ -286,3 +287,11 @@ def test_the_cli_refuses_bad_thresholds_with_a_sentence(
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+async def test_the_page_still_lists_a_slot_due_within_early_as_next(daemon: Daemon) -> None:
+    check = await daemon.add(cron="0 9 * * *", period=None, grace=60.0, early=30.0)
+    await daemon.advance(3585)  # 08:59:45, no ping yet: 09:00 is still expected
+    response = await daemon.client.get(f"/checks/{unique_key(check.uuid)}")
+    html = await response.text()
+    assert html.index("2027-01-15 09:00") < html.index("2027-01-16 09:00")

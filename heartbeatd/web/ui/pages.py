@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from itertools import pairwise
@@ -348,7 +348,7 @@ def expected_times(check: Check, now: float) -> list[str]:
         after = check.last_ping
     return [
         datetime.fromtimestamp(t, tz).strftime("%a %Y-%m-%d %H:%M %Z")
-        for t in upcoming(check.schedule, after, 5)
+        for t in upcoming(replace(check.schedule, early=0.0), after, 5)  # `now` is no ping
     ]
 
 
