@@ -89,7 +89,7 @@ async def pings(daemon: Daemon) -> list[tuple[Any, ...]]:
 
 
 async def check_row(daemon: Daemon, slug: str) -> tuple[Any, ...]:
-    sql = "SELECT cron, tz, period, grace, max_runtime, misses, status FROM checks WHERE slug = ?"
+    sql = "SELECT cron, tz, period, grace, max_runtime, failures, status FROM checks WHERE slug = ?"
     return (await daemon.query(sql, slug))[0]
 
 
@@ -101,7 +101,7 @@ async def test_capture_checkin_with_monitor_config_creates_the_check_and_counts(
 ) -> None:
     await sdk.init(daemon)
     await sdk.run(lambda: capture_checkin("nightly", status="ok", monitor_config=CRON_CONFIG))
-    # grace: checkin_margin plus max_runtime (see sentry.monitor_fields); misses: the threshold
+    # grace: checkin_margin plus max_runtime (see sentry.monitor_fields); failures: the threshold
     assert await check_row(daemon, "nightly") == (
         "0 3 * * *", "Europe/Berlin", None, 35 * 60.0, 30 * 60.0, 2, "up",
     )  # fmt: skip
@@ -436,7 +436,8 @@ def test_monitor_slugs_are_slugified_as_sentry_does() -> None:
         ({"schedule": {"type": "crontab", "value": "@hourly"}}, {"schedule": "0 * * * *"}),
         ({"schedule": {"type": "crontab", "value": "* * *"}}, {}),
         ({"schedule": ["crontab"], "checkin_margin": "5"}, {"grace": 31 * 60}),
-        ({"failure_issue_threshold": 500}, {"misses": None}),
+        ({"failure_issue_threshold": 500}, {"failures": None}),
+        ({"recovery_threshold": 3}, {"recoveries": 3}),
         ({"timezone": "Nowhere/Else"}, {"tz": None}),
     ],
 )

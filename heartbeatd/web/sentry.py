@@ -259,13 +259,15 @@ def monitor_fields(config: Mapping[str, Any]) -> dict[str, Any]:
     (api/schema.py: the bounds of limits.py, validate_cron, validate_tz); one that fails them
     is left out, and the check-in still counts.
 
-    What it leaves out is Sentry's default (1 minute of margin, 30 of runtime, UTC, 1 miss).
+    What it leaves out is Sentry's default (1 minute of margin, 30 of runtime, UTC, one
+    failure and one recovery in a row).
     The grace is checkin_margin *plus* max_runtime: a start ping does not stop the clock of a
     missed ping here, so a job that starts on time and runs 10 minutes would, with the margin
     alone, go down every run at the margin and up again at its end. With both, no run Sentry
     takes as healthy (started within the margin, done within max_runtime) alerts; a run that
-    never starts is noticed max_runtime later than Sentry would. failure_issue_threshold is
-    the number of misses; recovery_threshold and owner have no counterpart and are ignored.
+    never starts is noticed max_runtime later than Sentry would. failure_issue_threshold and
+    recovery_threshold are the check's failures and recoveries (runs in a row, as Sentry
+    counts them); owner has no counterpart and is ignored.
     """
     margin = _minutes(config.get("checkin_margin"), DEFAULT_MARGIN)
     runtime = _minutes(config.get("max_runtime"), DEFAULT_MAX_RUNTIME)
@@ -274,7 +276,8 @@ def monitor_fields(config: Mapping[str, Any]) -> dict[str, Any]:
         "tz": config.get("timezone") or "UTC",
         "grace": margin + runtime,
         "max_runtime": runtime,
-        "misses": config.get("failure_issue_threshold") or 1,
+        "failures": config.get("failure_issue_threshold") or 1,
+        "recoveries": config.get("recovery_threshold") or 1,
     }
     spec: dict[str, Any] = {}
     for field, value in wanted.items():
