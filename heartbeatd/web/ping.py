@@ -20,6 +20,7 @@ from heartbeatd.core.rules import metrics as ping_metrics
 from heartbeatd.core.silence import MAX_REASON, MAX_SNOOZE
 from heartbeatd.store import BySlug, ByUuid, PingIn, PingResult
 from heartbeatd.web.bodies import paced
+from heartbeatd.web.declare import declare, declared_changes, with_changes
 from heartbeatd.web.keys import CHECKS, CONFIG, STORE
 from heartbeatd.web.prometheus import STATS
 
@@ -173,8 +174,10 @@ async def ping(request: web.Request) -> web.Response:
     if action == "snooze":
         return await snooze(request, target)
     rid = parse_rid(request.query.get("rid"))
+    declared = False
     if isinstance(target, BySlug) and request.query.get("create") == "1":
         target = by_slug(target.ping_key, target.slug, create=True)
+        declared = await declare_check(request, target)
     body, size = await read_body(request, target, config.ping_body_limit)
     result = await accept(request, target, ping_in(request, action, exit_status, rid, body, size))
     headers = {
@@ -182,9 +185,21 @@ async def ping(request: web.Request) -> web.Response:
         "Ping-Body-Limit": str(config.ping_body_limit),
         "Cache-Control": "no-cache, no-store, must-revalidate, max-age=0",
     }
-    if result.created:
+    if result.created or declared:
         return web.Response(status=201, text="Created", headers=headers)
     return web.Response(text="OK", headers=headers)
+
+
+async def declare_check(request: web.Request, target: BySlug) -> bool:
+    """The check a `?create=1` slug ping declares (`period` or `cron`, `tz`, `grace`,
+    `max_runtime`, `misses`), made or brought in line before the ping is recorded; True when
+    made. Only once the ping key is known right: the key is what lets a client define checks."""
+    changes = declared_changes(request.query)
+    if not changes:
+        return False
+    if not await request.app[STORE].knows(target):
+        raise NotFound()
+    return await declare(request, target.slug, with_changes(target.slug, changes), "ping")
 
 
 async def snooze(request: web.Request, target: ByUuid | BySlug) -> web.Response:

@@ -40,7 +40,6 @@ from aiohttp import web
 from heartbeatd.core.errors import (
     BadRequest,
     Conflict,
-    Forbidden,
     HeartbeatdError,
     NotFound,
     plain_errors,
@@ -49,8 +48,9 @@ from heartbeatd.core.limits import MAX_SLUG
 from heartbeatd.core.model import Check, CheckDefinition
 from heartbeatd.web.api import schema as api_schema
 from heartbeatd.web.bodies import read_capped
+from heartbeatd.web.declare import Want, declare
 from heartbeatd.web.ingress import sensible_duration
-from heartbeatd.web.keys import CHECKS, STORE
+from heartbeatd.web.keys import STORE
 from heartbeatd.web.ping import SLUG_CHARS, accept, by_slug, ping_in
 
 log = logging.getLogger("heartbeatd")
@@ -87,10 +87,6 @@ class CheckIn:
     rid: str | None
     duration: float | None  # seconds, as the client measured the run
     config: Mapping[str, Any] | None  # monitor_config, unread
-
-
-class Unchanged(HeartbeatdError):
-    """The check already is what the monitor_config says: nothing to write."""
 
 
 class TooLarge(HeartbeatdError):
@@ -308,16 +304,15 @@ def _minutes(value: object, default: int) -> int:
     return default * 60
 
 
-def monitor_definition(
-    spec: Mapping[str, Any], existing: Check | None, slug: str
-) -> CheckDefinition | None:
-    """What `existing` becomes with the monitor_config's fields; a new check named by its
-    slug; None for a new check without a usable schedule (Sentry would not make one)."""
-    if existing is None:
-        if "schedule" not in spec and "timeout" not in spec:
-            return None
-        spec = {**spec, "name": slug, "slug": slug}
-    return api_schema.definition(spec, existing, 3, ())
+def monitor_check(slug: str, spec: Mapping[str, Any]) -> Want:
+    """What a check becomes with a monitor_config's fields (API fields: monitor_fields);
+    a new one named by its slug."""
+
+    def want(existing: Check | None) -> CheckDefinition:
+        new = {"name": slug, "slug": slug} if existing is None else {}
+        return api_schema.definition({**spec, **new}, existing, 3, ())
+
+    return want
 
 
 # -- handlers ---------------------------------------------------------------------------------
@@ -403,20 +398,11 @@ async def apply_config(request: web.Request, slug: str, config: Mapping[str, Any
     """Create the check `slug`, or change it to what `config` says; nothing is written when
     it already is that. A config-file check is left as the file says (logged once)."""
     spec = monitor_fields(config)
-
-    def build(existing: Check | None) -> CheckDefinition:
-        if existing is not None and existing.managed:
-            raise Forbidden()
-        wanted = monitor_definition(spec, existing, slug)
-        if wanted is None or (existing is not None and wanted == existing.definition()):
-            raise Unchanged()
-        return wanted
-
+    if "schedule" not in spec and "timeout" not in spec:
+        return  # Sentry makes no monitor without a schedule; neither is one changed by it
     try:
-        await request.app[CHECKS].upsert({"slug": slug}, build, ACTOR)
-    except Unchanged:
-        pass
-    except Forbidden:
+        await declare(request, slug, monitor_check(slug, spec), ACTOR)
+    except Conflict:
         noted = request.app[MANAGED_NOTED]
         if slug not in noted:
             noted.add(slug)

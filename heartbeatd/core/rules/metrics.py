@@ -21,10 +21,12 @@ NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 MAX_METRICS = 16
 MAX_VALUE_CHARS = 40
 MAX_NOTES = 8
-# Query parameters that mean something else: ours (rid, create) and those of the other ping
+# Query parameters that mean something else: ours (rid, create, and the definition a
+# ?create=1 ping may carry: web/declare.py) and those of the other ping
 # forms (ingress.py): Cronitor telemetry's, Uptime Kuma's (status, msg, ping), Snitch's (m, s).
 RESERVED = frozenset(
-    {"rid", "create", "metric", "state", "message", "msg", "series", "host", "env", "stamp",
+    {"rid", "create", "period", "cron", "tz", "grace", "max_runtime", "misses", "metric",
+     "state", "message", "msg", "series", "host", "env", "stamp",
      "status_code", "status", "ping", "m", "s"}
 )  # fmt: skip
 # Cronitor's metric=NAME:VALUE names, as heartbeatd names them.
