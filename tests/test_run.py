@@ -331,3 +331,23 @@ async def test_a_slug_url_with_create_makes_the_check_on_the_first_run(daemon: D
     run = await wrap(url, "true")
     assert run.code == 0 and run.stderr == b""
     assert await daemon.query("SELECT slug, status FROM checks") == [("new-job", "up")]
+
+
+async def test_a_job_declares_its_own_check_on_its_first_run(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """`heartbeatd run --check SLUG --cron … --grace …` creates the check as declared (issue
+    20), so a crontab line alone sets up its monitoring; a later run with another schedule
+    changes it."""
+    site = str(daemon.client.make_url("")).rstrip("/")
+    key = await daemon.store.ping_key()
+    base = ("--db", str(tmp_path / "none.db"), "--url", site, "--ping-key", key, "--check", "etl")
+    declared = ("--cron", "0 3 * * *", "--tz", "Europe/Berlin", "--grace", "1h")
+    code, _, err, _ = await run_wrapper(wrapper_env(), *base, *declared, "--", "true")
+    assert (code, err) == (0, b"")
+    sql = "SELECT cron, tz, grace, period FROM checks WHERE slug = 'etl'"
+    assert await daemon.query(sql) == [("0 3 * * *", "Europe/Berlin", 3600.0, None)]
+    assert [p[:2] for p in await pings(daemon)] == [("start", None), ("success", 0)]
+    code, _, err, _ = await run_wrapper(wrapper_env(), *base, "--period", "6h", "--", "true")
+    assert (code, err) == (0, b"")
+    assert (await daemon.query(sql))[0][3] == 6 * 3600.0

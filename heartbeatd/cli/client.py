@@ -102,6 +102,17 @@ def action_url(check_url: str, action: str, rid: str) -> str:
     return parts._replace(path=f"{parts.path.rstrip('/')}/{action}", query=query).geturl()
 
 
+def declaring(check_url: str, definition: dict[str, str | None]) -> str:
+    """The check URL with `?create=1` and the definition the job declares for its check
+    (web/declare.py), or as it was when the job declares nothing."""
+    given = {name: value for name, value in definition.items() if value is not None}
+    if not given:
+        return check_url
+    parts = urllib.parse.urlsplit(check_url)
+    query = urllib.parse.urlencode({"create": "1", **given})
+    return parts._replace(query="&".join(q for q in (parts.query, query) if q)).geturl()
+
+
 def body_limit(headers: Message) -> int:
     """How much output the server keeps (its Ping-Body-Limit header), so we send no more."""
     try:

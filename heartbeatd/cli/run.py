@@ -28,15 +28,25 @@ from heartbeatd.cli.common import config_options, load, local_ping_key
               help="for a slug: the instance's ping key [env HEARTBEATD_PING_KEY; default: "
                    "read from the database]")  # fmt: skip
 @click.option("--rid", type=click.UUID, help="run id pairing start and finish [default: new]")
+@click.option("--period", help="declare the check (slug only): expected every, e.g. 1h")
+@click.option("--cron", help='declare the check: its schedule, e.g. "0 3 * * *"')
+@click.option("--tz", help="declare the check: the time zone of --cron")
+@click.option("--grace", help="declare the check: how late a ping may be, e.g. 10m")
+@click.option("--max-runtime", help="declare the check: the longest a run may take")
+@click.option("--misses", help="declare the check: missed periods in a row before an alert")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run_wrapped(
     config_file: str | None, db: str | None, target: str, site_url: str | None,
-    ping_key: str | None, rid: uuid.UUID | None, command: tuple[str, ...],
+    ping_key: str | None, rid: uuid.UUID | None, period: str | None, cron: str | None,
+    tz: str | None, grace: str | None, max_runtime: str | None, misses: str | None,
+    command: tuple[str, ...],
 ) -> None:  # fmt: skip
     """Run COMMAND, pinging the check at its start and with its exit status and output.
 
     The command's output passes through unchanged; its last Ping-Body-Limit bytes go with the
     final ping. Exits with the command's own exit code, also when the monitor is unreachable.
+    With --period or --cron (and --tz, --grace, ...) a slug's check is created as declared on
+    the first run, and follows the job when its schedule changes.
     """
     config = load(config_file, db=db, site_url=site_url and wrapper.site_root(site_url))
     stdout, stderr = wrapper.unbuffered(1), wrapper.unbuffered(2)
@@ -45,5 +55,7 @@ def run_wrapped(
     except wrapper.PingFailed as e:
         wrapper.warn(stderr, f"not reporting to the monitor: {e}")
         sys.exit(wrapper.run_command(command, wrapper.Tail(0), stdout, stderr))
-    pinger = wrapper.Pinger(url, str(rid or uuid.uuid4()))
+    definition = {"period": period, "cron": cron, "tz": tz, "grace": grace,
+                  "max_runtime": max_runtime, "misses": misses}  # fmt: skip
+    pinger = wrapper.Pinger(wrapper.declaring(url, definition), str(rid or uuid.uuid4()))
     sys.exit(wrapper.run_job(command, pinger, stdout, stderr))
