@@ -7,7 +7,7 @@ import asyncio
 import functools
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from heartbeatd.core import model
@@ -150,11 +150,7 @@ class Pings(StoreBase):
         def run(conn: sqlite3.Connection) -> tuple[list[tuple[int, float | None]], bool]:
             rearm: list[tuple[int, float | None]] = []
             notify = False
-            for check_id, expected in due:
-                row = conn.execute(f"{SELECT_CHECK} WHERE id = ?", (check_id,)).fetchone()
-                if row is None:
-                    continue
-                check = _check(row)
+            for check, expected in _due_checks(conn, due):
                 before = check.alert_after
                 flip = model.expire(check, expected)
                 if flip is not None:
@@ -179,11 +175,7 @@ class Pings(StoreBase):
 
         def run(conn: sqlite3.Connection) -> bool:
             queued = False
-            for check_id, expected in due:
-                row = conn.execute(f"{SELECT_CHECK} WHERE id = ?", (check_id,)).fetchone()
-                if row is None:
-                    continue
-                check = _check(row)
+            for check, expected in _due_checks(conn, due):
                 if model.late_at(check) != expected:
                     continue
                 if model.status_at(check, now) != model.Status.GRACE:
@@ -284,6 +276,16 @@ class Pings(StoreBase):
 
 
 MAX_TRACKED_METRICS = 64  # metric names whose latest value a check keeps (4 pings' worth)
+
+
+def _due_checks(
+    conn: sqlite3.Connection, due: Sequence[tuple[int, float]]
+) -> Iterator[tuple[Check, float]]:
+    """The checks of the monitor's due (id, moment) pairs that still exist, read afresh."""
+    for check_id, expected in due:
+        row = conn.execute(f"{SELECT_CHECK} WHERE id = ?", (check_id,)).fetchone()
+        if row is not None:
+            yield _check(row), expected
 
 
 def _keep_last_metrics(
