@@ -102,3 +102,23 @@ def assert_option_refused(kind: type, options: dict[str, object], key: str) -> N
         kind("notifier", options)
     assert failure.value.key == key
     assert "secret" not in failure.value.message
+
+
+class JsonSink:
+    """A webhook receiver that records each request's JSON, as the service would see it."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append(await request.json())
+        return web.Response()
+
+
+async def json_sink(aiohttp_server: Any) -> tuple[JsonSink, str]:
+    """A JsonSink on a loopback port, and the URL to post to."""
+    recorder = JsonSink()
+    app = web.Application()
+    app.router.add_post("/hook", recorder.handle)
+    server = await aiohttp_server(app)
+    return recorder, str(server.make_url("/hook"))

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from heartbeatd.core import rules
 from heartbeatd.core.config import ConfigError, load_config
@@ -19,7 +18,7 @@ from heartbeatd.core.rules import assertions
 from heartbeatd.core.rules.assertions import Assertion, AssertionSyntaxError, Percentile
 from heartbeatd.daemon.reload import Reloader
 from tests.conftest import Daemon, MakeConfig, eventually
-from tests.notify_helpers import make_event
+from tests.notify_helpers import json_sink, make_event
 
 RID = "6b1ac1b2-5d5c-4e0a-9a43-6a0e2c9d2f10"
 
@@ -290,22 +289,10 @@ async def test_the_history_reads_only_the_last_fifty_runs(daemon: Daemon) -> Non
 # -- end to end ---------------------------------------------------------------------------
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.received.append(await request.json())
-        return web.Response()
-
-
 async def test_a_backup_that_wrote_nothing_alerts_with_the_assertion(
     start_daemon: Any, aiohttp_server: Any
 ) -> None:
-    sink = Sink()
-    sink_app = web.Application()
-    sink_app.router.add_post("/hook", sink.handle)
-    server = await aiohttp_server(sink_app)
+    sink, hook = await json_sink(aiohttp_server)
     daemon = await start_daemon(f"""
 [[check]]
 name = "Nightly backup"
@@ -319,7 +306,7 @@ duration = "<= 2h"
 [[notifier]]
 name = "ops"
 type = "webhook"
-url = "{server.make_url("/hook")}"
+url = "{hook}"
 default = true
 """)
     (check,) = await daemon.store.list_checks()

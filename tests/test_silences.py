@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from heartbeatd.core.config import ConfigError, load_config
 from heartbeatd.core.model import Check
@@ -26,29 +25,14 @@ from heartbeatd.core.silence import Silence, holding
 from heartbeatd.daemon.reload import Reloader
 from heartbeatd.notify.message_parts import details
 from tests.conftest import Daemon, eventually
-from tests.notify_helpers import make_event, webhook_config
+from tests.notify_helpers import JsonSink, json_sink, make_event, webhook_config
 
 HOUR = 3600.0
 
 
-class Sink:
-    """Records each webhook's JSON."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.received.append(await request.json())
-        return web.Response()
-
-
 @pytest.fixture
-async def sink(aiohttp_server: Any) -> tuple[Sink, str]:
-    recorder = Sink()
-    app = web.Application()
-    app.router.add_post("/hook", recorder.handle)
-    server = await aiohttp_server(app)
-    return recorder, str(server.make_url("/hook"))
+async def sink(aiohttp_server: Any) -> tuple[JsonSink, str]:
+    return await json_sink(aiohttp_server)
 
 
 def window_from(now: float, name: str = "Sunday patching", duration: str = "1h") -> str:
@@ -85,7 +69,7 @@ async def _none_in(rows: Any, states: tuple[str, ...]) -> bool:
 
 
 async def test_a_check_down_in_a_window_is_alerted_once_when_it_ends(
-    start_daemon: Any, sink: tuple[Sink, str]
+    start_daemon: Any, sink: tuple[JsonSink, str]
 ) -> None:
     recorder, url = sink
     daemon: Daemon = await start_daemon(webhook_config(url) + window_from(1_800_000_000.0))
@@ -106,7 +90,7 @@ async def test_a_check_down_in_a_window_is_alerted_once_when_it_ends(
 
 
 async def test_a_check_alerted_before_a_snooze_is_not_alerted_again(
-    start_daemon: Any, sink: tuple[Sink, str]
+    start_daemon: Any, sink: tuple[JsonSink, str]
 ) -> None:
     recorder, url = sink
     daemon: Daemon = await start_daemon(webhook_config(url))
@@ -124,7 +108,7 @@ async def test_a_check_alerted_before_a_snooze_is_not_alerted_again(
 
 
 async def test_a_recovery_in_a_silence_is_told_only_if_its_down_was(
-    start_daemon: Any, sink: tuple[Sink, str]
+    start_daemon: Any, sink: tuple[JsonSink, str]
 ) -> None:
     recorder, url = sink
     daemon: Daemon = await start_daemon(webhook_config(url))
@@ -149,7 +133,7 @@ async def test_a_recovery_in_a_silence_is_told_only_if_its_down_was(
 
 
 async def test_a_restart_inside_a_window_keeps_its_rules(
-    start_daemon: Any, sink: tuple[Sink, str]
+    start_daemon: Any, sink: tuple[JsonSink, str]
 ) -> None:
     recorder, url = sink
     config = webhook_config(url) + window_from(1_800_000_000.0)
@@ -168,7 +152,7 @@ async def test_a_restart_inside_a_window_keeps_its_rules(
 
 
 async def test_a_reload_that_ends_a_window_tells_its_held_alert_at_once(
-    start_daemon: Any, sink: tuple[Sink, str], tmp_path: Path
+    start_daemon: Any, sink: tuple[JsonSink, str], tmp_path: Path
 ) -> None:
     recorder, url = sink
     path = tmp_path / "heartbeatd.toml"
