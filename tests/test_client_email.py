@@ -23,9 +23,10 @@ from typing import Any
 import pytest
 
 from heartbeatd.core.config import ConfigError
+from heartbeatd.web import smtp
 from heartbeatd.web.ratelimit import MISS_BURST
 from heartbeatd.web.smtp import LISTENER
-from tests.conftest import Daemon, MakeConfig
+from tests.conftest import Daemon, MakeConfig, eventually
 from tests.test_crash import Daemon as Process
 from tests.test_crash import free_port, read_db
 
@@ -268,6 +269,27 @@ async def test_a_silent_client_is_dropped_after_the_timeout(impatient: Daemon) -
     rest = await asyncio.wait_for(reader.read(), timeout=10)  # b"" once the server hangs up
     assert rest.startswith(b"250-") and time.monotonic() - started < 5
     writer.close()
+
+
+async def test_past_max_sessions_a_connection_gets_421_and_the_held_ones_keep_working(
+    smtp_daemon: Daemon,
+) -> None:
+    """Each session is short, but a stranger could open them by the thousand: past
+    MAX_SESSIONS a new one is told to come back later, and closing some lets mail in again."""
+    port = smtp_daemon.app[LISTENER].port
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(smtp.MAX_SESSIONS)]
+    for reader, _ in held:
+        assert (await reader.readline()).startswith(b"220 ")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    assert (await asyncio.wait_for(reader.read(), timeout=5)).startswith(b"421 ")
+    writer.close()
+    for _, held_writer in held[:5]:
+        held_writer.close()
+    check = await smtp_daemon.add()
+    await eventually(lambda: len(smtp_daemon.app[LISTENER].sessions) < smtp.MAX_SESSIONS)
+    assert await mail(smtp_daemon, [f"{check.uuid}@hc.example.net"]) == {}
+    for _, held_writer in held[5:]:
+        held_writer.close()
 
 
 async def test_a_client_sending_commands_forever_is_dropped_at_the_session_deadline(

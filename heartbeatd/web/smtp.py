@@ -40,6 +40,9 @@ from heartbeatd.web.ratelimit import MISS_LIMITER, bucket_key
 
 log = logging.getLogger("heartbeatd")
 
+# Sessions at once: a stranger opening connections by the thousand gets 421 past this, as
+# mail servers answer; a sender retries later, as it does for any 4xx.
+MAX_SESSIONS = 100
 MESSAGE_CAP = 1_000_000  # bytes of a message taken, when ping_body_limit is smaller
 MAX_RECIPIENTS = 100  # per message; RFC 5321 §4.5.3.1.8: a server must take at least 100
 SESSION_TIMEOUTS = 10  # a session's length, in smtp_timeouts
@@ -134,11 +137,18 @@ class PingSession(SMTP):
         self.deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if len(self.sessions) >= MAX_SESSIONS:  # each is short, but their number is not
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(b"421 4.7.0 Too many connections; try again later\r\n")
+            transport.close()
+            return
         super().connection_made(transport)
         self.sessions.add(self)
         self.deadline = self.loop.call_later(self.length, transport.close)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self not in self.sessions:
+            return  # refused in connection_made: aiosmtpd never started on it
         self.sessions.discard(self)
         if self.deadline is not None:
             self.deadline.cancel()
