@@ -115,10 +115,18 @@ def _smtp_listen(value: object) -> str:
     return text
 
 
-def _smtp_timeout(value: object) -> float:
-    if not isinstance(value, str | int | float):
-        raise ValueError(f"expected a duration like '1m', got {value!r}")
-    return parse_bounded_duration(value, 0.1, 3600.0)
+def _duration_between(low: float, high: float, example: str) -> Callable[[object], float]:
+    """A duration setting's parser: written like '{example}' or as seconds, from low to high."""
+
+    def parse(value: object) -> float:
+        if not isinstance(value, str | int | float):
+            raise ValueError(f"expected a duration like '{example}', got {value!r}")
+        return parse_bounded_duration(value, low, high)
+
+    return parse
+
+
+_smtp_timeout = _duration_between(0.1, 3600.0, "1m")
 
 
 def _site_url(value: object) -> str:
@@ -158,16 +166,10 @@ def _web_url(value: object) -> str:
     return text
 
 
-def _self_ping_interval(value: object) -> float:
-    if not isinstance(value, str | int | float):
-        raise ValueError(f"expected a duration like '1m', got {value!r}")
-    return parse_bounded_duration(value, 10.0, 86400.0)
+_self_ping_interval = _duration_between(10.0, 86400.0, "1m")
 
 
-def _retention(value: object) -> float:
-    if not isinstance(value, str | int | float):
-        raise ValueError(f"expected a duration like '90d', got {value!r}")
-    return parse_bounded_duration(value, 86400.0, 3650 * 86400.0)
+_retention = _duration_between(86400.0, 3650 * 86400.0, "90d")
 
 
 def _duration(value: object) -> float:

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from heartbeatd.core import fields, rules
-from heartbeatd.core.config.document import ConfigError, KeyProblem, Lines, tables
+from heartbeatd.core.config.document import ConfigError, KeyProblem, Lines, TableKeys, tables
 from heartbeatd.core.config.notifiers import NotifierSpec
 from heartbeatd.core.config.values import (
     name_list,
@@ -20,12 +19,6 @@ from heartbeatd.core.config.values import (
     whole_number,
 )  # fmt: skip
 from heartbeatd.core.model import CheckDefinition, slugify
-
-Parsed = TypeVar("Parsed")
-
-
-Default = TypeVar("Default")
-
 
 CHECK_KEYS = (
     tuple(f.name for f in dataclasses.fields(CheckDefinition) if f.name != "rules") + rules.KEYS
@@ -54,17 +47,7 @@ def read_checks(
 def _check(table: dict[str, Any], known_notifiers: set[str]) -> CheckDefinition:
     """One [[check]] table as a CheckDefinition; KeyProblem names the offending key."""
 
-    def get(key: str, parse: Callable[[Any], Parsed], default: Default) -> Parsed | Default:
-        if key not in table:
-            return default
-        try:
-            return parse(table[key])
-        except ValueError as e:
-            raise KeyProblem(key, str(e)) from None
-
-    for key in table:
-        if key not in CHECK_KEYS:
-            raise KeyProblem(key, f"unknown key; a check takes {', '.join(CHECK_KEYS)}")
+    get = TableKeys(table, CHECK_KEYS, "a check").get
     name = get("name", text(fields.name), None)
     if not name:
         raise KeyProblem("name", "required: what the job is called")

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+Parsed = TypeVar("Parsed")
+Default = TypeVar("Default")
 
 
 class ConfigError(Exception):
@@ -27,6 +31,25 @@ class KeyProblem(Exception):
 
     def __init__(self, key: str, message: str) -> None:
         self.key, self.message = key, message
+
+
+class TableKeys:
+    """A table's keys, read one by one: an unknown key, or a value its parser refuses, is a
+    KeyProblem naming the key, which the caller locates in the file."""
+
+    def __init__(self, table: dict[str, Any], known: Sequence[str], what: str) -> None:
+        for key in table:
+            if key not in known:
+                raise KeyProblem(key, f"unknown key; {what} takes {', '.join(known)}")
+        self.table = table
+
+    def get(self, key: str, parse: Callable[[Any], Parsed], default: Default) -> Parsed | Default:
+        if key not in self.table:
+            return default
+        try:
+            return parse(self.table[key])
+        except ValueError as e:
+            raise KeyProblem(key, str(e)) from None
 
 
 def read_document(path: Path) -> tuple[dict[str, Any], Lines]:

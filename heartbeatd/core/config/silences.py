@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from heartbeatd.core import fields
-from heartbeatd.core.config.document import ConfigError, KeyProblem, Lines, tables
+from heartbeatd.core.config.document import ConfigError, KeyProblem, Lines, TableKeys, tables
 from heartbeatd.core.config.values import as_text, name_list, tags_value, text
 from heartbeatd.core.durations import parse_bounded_duration
 from heartbeatd.core.silence import MAX_WINDOW, Silence, local_start
@@ -38,17 +38,11 @@ def read_silences(value: object, path: Path, lines: Lines) -> list[Silence]:
 def _silence(table: dict[str, Any]) -> Silence:
     """One [[silence]] table; KeyProblem names the offending key."""
 
-    def get(key: str, parse: Callable[[Any], Parsed]) -> Parsed | None:
-        if key not in table:
-            return None
-        try:
-            return parse(table[key])
-        except ValueError as e:
-            raise KeyProblem(key, str(e)) from None
+    keys = TableKeys(table, SILENCE_KEYS, "a silence")
 
-    for key in table:
-        if key not in SILENCE_KEYS:
-            raise KeyProblem(key, f"unknown key; a silence takes {', '.join(SILENCE_KEYS)}")
+    def get(key: str, parse: Callable[[Any], Parsed]) -> Parsed | None:
+        return keys.get(key, parse, None)
+
     name = get("name", text(fields.name))
     if not name:
         raise KeyProblem("name", "required: what the window is called in alerts")
