@@ -372,22 +372,6 @@ class StoreBase:
             raise Conflict(f"more than one check has the slug {ref!r}; use its UUID")
         return _check(found[0])
 
-    # -- instance settings ---------------------------------------------------------------
-
-    # -- reads ---------------------------------------------------------------------------
-
-    # -- outbox --------------------------------------------------------------------------
-
-    # -- web UI ---------------------------------------------------------------------------
-
-    # -- metrics (issue 6) ---------------------------------------------------------------
-
-    # -- API keys and audit log ----------------------------------------------------------
-
-    # -- ping metrics (issue 8) ------------------------------------------------------------
-
-    # -- self-monitoring: heartbeatd's own downtime (issue 6, selfmon.py) -----------------
-
 
 def _snooze(conn: sqlite3.Connection, check_id: int) -> Snooze | None:
     row = conn.execute(
